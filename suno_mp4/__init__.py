@@ -1,0 +1,72 @@
+"""suno_mp4: the asyncio SDK for the Suno-compatible music-video API.
+
+Everything public is importable from here; the ``_private`` modules may change.
+"""
+
+from ._callbacks import CallbackListener
+from ._client import DEFAULT_BASE_URL, NO_CALLBACK_URL, Batch, BatchResult, Client
+from ._errors import (
+    ALT_RESELLER_CODES,
+    APIKLEY_CODES,
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ClientClosedError,
+    ConflictError,
+    InsufficientCreditsError,
+    InvalidRequestError,
+    JobTimeoutError,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+    ServiceUnavailableError,
+    SunoMp4Error,
+    TransportError,
+    ValidationError,
+    VideoExpiredError,
+    VideoGenerationError,
+)
+from ._jobs import JobRegistry, VideoJob, as_completed
+from ._models import CallbackPayload, MusicVideo, TaskStatus, VideoDetails, VideoRequest
+from ._policies import PollPolicy, RateLimit, RetryPolicy
+from ._version import __version__
+
+__all__ = [
+    "ALT_RESELLER_CODES",
+    "APIKLEY_CODES",
+    "DEFAULT_BASE_URL",
+    "NO_CALLBACK_URL",
+    "APIError",
+    "AuthenticationError",
+    "BadRequestError",
+    "Batch",
+    "BatchResult",
+    "CallbackListener",
+    "CallbackPayload",
+    "Client",
+    "ClientClosedError",
+    "ConflictError",
+    "InsufficientCreditsError",
+    "InvalidRequestError",
+    "JobRegistry",
+    "JobTimeoutError",
+    "MusicVideo",
+    "NotFoundError",
+    "PollPolicy",
+    "RateLimit",
+    "RateLimitError",
+    "RetryPolicy",
+    "ServerError",
+    "ServiceUnavailableError",
+    "SunoMp4Error",
+    "TaskStatus",
+    "TransportError",
+    "ValidationError",
+    "VideoDetails",
+    "VideoExpiredError",
+    "VideoGenerationError",
+    "VideoJob",
+    "VideoRequest",
+    "__version__",
+    "as_completed",
+]

@@ -1,0 +1,208 @@
+"""The callback listener: an aiohttp endpoint that receives the API's result POSTs and hands
+them to the client's registry (on its own port, or mounted on the user's app)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+import cattrs
+from aiohttp import web
+
+from ._convert import converter
+from ._errors import InvalidRequestError
+from ._models import CallbackPayload
+
+if TYPE_CHECKING:
+    from ._jobs import JobRegistry
+
+__all__ = ["CallbackListener"]
+
+logger = logging.getLogger("suno_mp4")
+
+
+def sign(key: str | bytes, task_id: str, timestamp: str) -> str:
+    """The upstream's webhook signature: base64(HMAC-SHA256(key, task_id + "." + timestamp))."""
+    raw = key.encode() if isinstance(key, str) else key
+    digest = hmac.new(raw, f"{task_id}.{timestamp}".encode(), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+class CallbackListener:
+    """Receives the API's callbacks and resolves the matching jobs.
+
+    Pass it as ``Client(callbacks=listener)``: it then serves on ``host:port`` for the
+    client's lifetime (port 0 picks a free port), or, after ``listener.attach(app,
+    public_url=...)``, as a route of your own ``aiohttp.web.Application`` with no second
+    port. Every URL it hands out carries an unguessable secret; a POST without it resolves
+    nothing. With ``hmac_key`` the upstream's ``X-Webhook-Signature`` must verify as well.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        public_url: str | None = None,
+        path: str = "/suno-mp4/callbacks",
+        hmac_key: str | bytes | None = None,
+        max_skew: float = 300.0,
+        max_body: int = 64 * 1024,
+    ) -> None:
+        if not path.startswith("/"):
+            raise InvalidRequestError(f"path must start with '/', got {path!r}")
+        if public_url is not None and not public_url.startswith(("http://", "https://")):
+            raise InvalidRequestError(f"public_url must be an http(s) URL, got {public_url!r}")
+        self.host = host
+        self.port = port
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.path = path.rstrip("/")
+        self.max_skew = max_skew
+        self.max_body = max_body
+        self._hmac_key = hmac_key
+        self._secret = secrets.token_urlsafe(32)
+        self._registry: JobRegistry | None = None
+        self._runner: web.AppRunner | None = None
+        self._attached = False
+        #: Answers given, by HTTP status (statistics, and tests).
+        self.answers: dict[int, int] = {}
+
+    def __repr__(self) -> str:
+        return f"<CallbackListener {self.path} on {self.public_url or f'{self.host}:{self.port}'}>"
+
+    @property
+    def route(self) -> str:
+        return f"{self.path}/{{secret}}"
+
+    @property
+    def callback_url(self) -> str:
+        """The URL handed to the API as ``callBackUrl`` (it contains the secret)."""
+        base = self.public_url
+        if base is None:
+            if self._runner is None:
+                raise RuntimeError("the listener is not serving yet: use it inside the client")
+            host = f"[{self.host}]" if ":" in self.host else self.host
+            base = f"http://{host}:{self.port}"
+        return f"{base}{self.path}/{self._secret}"
+
+    def attach(self, app: web.Application, *, public_url: str | None = None) -> None:
+        """Mount the callback route on an existing (not yet started) aiohttp application.
+
+        ``public_url`` is that application's externally reachable base URL; the route's path
+        (``path`` + the secret) is appended to it.
+        """
+        if public_url is not None:
+            if not public_url.startswith(("http://", "https://")):
+                raise InvalidRequestError(f"public_url must be an http(s) URL, got {public_url!r}")
+            self.public_url = public_url.rstrip("/")
+        if self.public_url is None:
+            raise InvalidRequestError("attach() needs public_url: the address the API can reach")
+        app.router.add_post(self.route, self.handle)
+        self._attached = True
+
+    # Lifecycle, driven by the client.
+
+    def bind(self, registry: JobRegistry) -> None:
+        if self._registry is not None and self._registry is not registry:
+            raise RuntimeError("this CallbackListener already serves another client")
+        self._registry = registry
+
+    def unbind(self) -> None:
+        self._registry = None
+
+    @property
+    def attached(self) -> bool:
+        return self._attached
+
+    async def start(self) -> None:
+        """Serve on our own port (not used in attach mode)."""
+        app = web.Application(client_max_size=self.max_body)
+        app.router.add_post(self.route, self.handle)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port, shutdown_timeout=0.5)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+        self._runner = runner
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    # The endpoint.
+
+    def _answer(self, status: int, message: str) -> web.Response:
+        self.answers[status] = self.answers.get(status, 0) + 1
+        return web.json_response({"ok": status == 200, "message": message}, status=status)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """Check the secret, the size, the shape and (optionally) the signature, then resolve.
+
+        Always answers quickly: the sender waits at most 15 s and may retry.
+        """
+        given = request.match_info.get("secret", "")
+        if not hmac.compare_digest(given.encode(), self._secret.encode()):
+            return self._answer(403, "unknown callback URL")
+        if request.content_length is not None and request.content_length > self.max_body:
+            return self._answer(413, "callback body too large")
+        body = await request.content.read(self.max_body + 1)
+        if len(body) > self.max_body:
+            return self._answer(413, "callback body too large")
+        try:
+            data: Any = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return self._answer(400, "callback body is not JSON")
+        payload = self._parse(data)
+        if payload is None:
+            return self._answer(422, "callback body has the wrong shape")
+        if self._hmac_key is not None and not self._verify(request, payload.task_id):
+            return self._answer(401, "callback signature missing, invalid or stale")
+        registry = self._registry
+        if registry is None:
+            return self._answer(503, "no client is running")
+        registry.apply_callback(payload)
+        return self._answer(200, "received")
+
+    @staticmethod
+    def _parse(data: Any) -> CallbackPayload | None:
+        if not isinstance(data, dict) or not isinstance(data.get("data"), dict):
+            return None
+        inner = data["data"]
+        if not isinstance(inner.get("task_id"), str) or not inner["task_id"]:
+            return None
+        if not isinstance(data.get("code"), int) or isinstance(data.get("code"), bool):
+            return None
+        url = inner.get("video_url")
+        if url is not None and not isinstance(url, str):
+            return None
+        try:
+            return converter.structure(data, CallbackPayload)
+        except (cattrs.BaseValidationError, TypeError, ValueError):
+            return None
+
+    def _verify(self, request: web.Request, task_id: str) -> bool:
+        assert self._hmac_key is not None
+        timestamp = request.headers.get("X-Webhook-Timestamp", "")
+        signature = request.headers.get("X-Webhook-Signature", "")
+        try:
+            when = int(timestamp)
+        except ValueError:
+            return False
+        if abs(time.time() - when) > self.max_skew:
+            return False
+        expected = sign(self._hmac_key, task_id, timestamp)
+        return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))

@@ -1,0 +1,408 @@
+"""The ``Client``: one session, one transport, one registry, one poller, optional listener."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+import anyio
+import attrs
+import cattrs
+from anyio.abc import TaskGroup
+
+from ._callbacks import CallbackListener
+from ._convert import converter
+from ._errors import (
+    APIKLEY_CODES,
+    APIError,
+    ClientClosedError,
+    InvalidRequestError,
+    ServerError,
+    SunoMp4Error,
+)
+from ._jobs import JobRegistry, VideoJob
+from ._models import MusicVideo, VideoDetails, VideoRequest
+from ._policies import PollPolicy, RateLimit, RequestLimiter, RetryPolicy
+from ._poller import Poller
+from ._transport import Transport
+
+__all__ = ["DEFAULT_BASE_URL", "NO_CALLBACK_URL", "BatchResult", "Client"]
+
+logger = logging.getLogger("suno_mp4")
+
+#: The seed provider's documented server.
+DEFAULT_BASE_URL = "https://api.apikley.ru"
+
+#: ``callBackUrl`` is required by the API. Without a listener or an explicit URL we send an
+#: address under the reserved ``.invalid`` top-level domain (RFC 2606): it can never
+#: resolve, so no third party ever receives the result.
+NO_CALLBACK_URL = "https://callback.invalid/suno-mp4"
+
+GENERATE = "/api/v1/mp4/generate"
+RECORD_INFO = "/api/v1/mp4/record-info"
+
+
+@attrs.frozen
+class BatchResult:
+    """One item of ``create_videos``: the request, and either its video or its error."""
+
+    request: VideoRequest
+    video: MusicVideo | None = None
+    error: SunoMp4Error | None = None
+    job: VideoJob | None = attrs.field(default=None, eq=False, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Client:
+    """The asyncio client of the music-video API.
+
+    Use it as ``async with Client() as client:``; it owns one ``aiohttp.ClientSession``,
+    a poller that serves every pending job, and (with ``callbacks=``) a callback listener.
+    ``api_key`` falls back to ``$APIKLEY_API_KEY``, ``base_url`` to ``$SUNO_MP4_BASE_URL``
+    and then to the provider's documented server.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        callbacks: CallbackListener | None = None,
+        poll: PollPolicy | None = None,
+        retry: RetryPolicy | None = None,
+        rate_limit: RateLimit | None = None,
+        store: object | None = None,
+        timeout: float = 30.0,
+        max_connections: int = 100,
+        codes: Mapping[int, type[APIError]] = APIKLEY_CODES,
+        seed: int | None = None,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get("APIKLEY_API_KEY")
+        if not key or not key.strip():
+            raise InvalidRequestError(
+                "no API key: pass Client(api_key=...) or set the APIKLEY_API_KEY environment "
+                "variable"
+            )
+        url = base_url or os.environ.get("SUNO_MP4_BASE_URL") or DEFAULT_BASE_URL
+        if not url.startswith(("http://", "https://")):
+            raise InvalidRequestError(f"base_url must be an http(s) URL, got {url!r}")
+        if timeout <= 0:
+            raise InvalidRequestError(f"timeout must be > 0, got {timeout!r}")
+        if max_connections < 1:
+            raise InvalidRequestError(f"max_connections must be >= 1, got {max_connections!r}")
+        self._api_key = key.strip()
+        self.base_url = url.rstrip("/")
+        self.callbacks = callbacks
+        self.poll_policy = poll or PollPolicy()
+        self.retry_policy = retry or RetryPolicy()
+        self.rate_limit = rate_limit
+        self.timeout = timeout
+        self.max_connections = max_connections
+        self._codes = codes
+        self._rng = random.Random(seed)
+        self._store = store
+        self.registry = JobRegistry()
+        self.limiter = RequestLimiter(rate_limit)
+        self._transport: Transport | None = None
+        self._poller: Poller | None = None
+        self._stack: AsyncExitStack | None = None
+        self._tg: TaskGroup | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open" if self._transport else "new"
+        return f"<suno_mp4.Client {self.base_url} {state}>"  # never the key
+
+    # Lifecycle.
+
+    async def __aenter__(self) -> Self:
+        if self._closed:
+            raise ClientClosedError("this Client was closed; create a new one")
+        if self._stack is not None:
+            raise ClientClosedError("this Client is already running")
+        stack = AsyncExitStack()
+        try:
+            connector = aiohttp.TCPConnector(limit=self.max_connections)
+            session = await stack.enter_async_context(
+                aiohttp.ClientSession(connector=connector, raise_for_status=False)
+            )
+            self._transport = Transport(
+                session,
+                base_url=self.base_url,
+                api_key=self._api_key,
+                retry=self.retry_policy,
+                limiter=self.limiter,
+                timeout=self.timeout,
+                codes=self._codes,
+                rng=self._rng,
+            )
+            self.registry.fetch = self.get_video_details
+            if self.callbacks is not None:
+                listener = self.callbacks
+                listener.bind(self.registry)
+                stack.callback(listener.unbind)
+                if not listener.attached:
+                    await listener.start()
+                    stack.push_async_callback(listener.stop)
+            self._tg = await stack.enter_async_context(anyio.create_task_group())
+            self._poller = Poller(
+                self.registry, self.get_video_details, self.poll_policy, rng=self._rng
+            )
+            self.registry.poller = self._poller
+            await self._tg.start(self._poller.run)
+        except BaseException:
+            await stack.aclose()
+            self._transport = None
+            raise
+        self._stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        await self.aclose()
+        return None
+
+    async def aclose(self) -> None:
+        """Stop the poller, the listener and every request; pending jobs' waiters get
+        :class:`ClientClosedError` (their remote tasks keep running)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.registry.close(
+            ClientClosedError(
+                "the Client closed before this job finished; the task keeps running on the "
+                "server: re-attach with client.job(task_id) from a new client"
+            )
+        )
+        stack, self._stack = self._stack, None
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+        if stack is not None:
+            with anyio.CancelScope(shield=True):
+                await stack.aclose()
+        self.registry.poller = None
+        self.registry.fetch = None
+
+    @property
+    def transport(self) -> Transport:
+        if self._transport is None or self._closed:
+            if self._closed:
+                raise ClientClosedError("this Client is closed; create a new one")
+            raise ClientClosedError("use the Client inside `async with Client(...) as client:`")
+        return self._transport
+
+    @property
+    def poller(self) -> Poller:
+        self.transport  # noqa: B018 - raises the right error when not running
+        assert self._poller is not None
+        return self._poller
+
+    @property
+    def task_group(self) -> TaskGroup:
+        self.transport  # noqa: B018
+        assert self._tg is not None
+        return self._tg
+
+    # The API.
+
+    async def create_video(
+        self,
+        task_id: str,
+        audio_id: str,
+        *,
+        author: str | None = None,
+        domain_name: str | None = None,
+        callback_url: str | None = None,
+    ) -> VideoJob:
+        """Submit a music-video job for a track; returns the awaitable :class:`VideoJob`.
+
+        Arguments are validated first (``InvalidRequestError``, nothing sent). With a
+        listener, the job resolves on its callback (plus a slow safety poll); with
+        ``callback_url`` the result is also POSTed to your own endpoint.
+        """
+        request = VideoRequest(task_id, audio_id, author=author, domain_name=domain_name)
+        return await self.submit(request, callback_url=callback_url)
+
+    async def submit(self, request: VideoRequest, *, callback_url: str | None = None) -> VideoJob:
+        """Like :meth:`create_video`, for a ready :class:`VideoRequest`."""
+        if not isinstance(request, VideoRequest):
+            raise InvalidRequestError(f"expected a VideoRequest, got {type(request).__name__}")
+        if callback_url is not None and not callback_url.startswith(("http://", "https://")):
+            raise InvalidRequestError(f"callback_url must be an http(s) URL, got {callback_url!r}")
+        transport = self.transport
+        via_listener = callback_url is None and self.callbacks is not None
+        if callback_url is None:
+            callback_url = self.callbacks.callback_url if self.callbacks else NO_CALLBACK_URL
+        body: dict[str, Any] = converter.unstructure(request)
+        body["callBackUrl"] = callback_url
+        data = await transport.call("POST", GENERATE, kind="submit", json_body=body)
+        video_task_id = data.get("taskId") if isinstance(data, dict) else None
+        if not isinstance(video_task_id, str) or not video_task_id:
+            raise ServerError(
+                500,
+                f"the API accepted the job but its answer has no taskId: {data!r}",
+                endpoint=GENERATE,
+            )
+        job = VideoJob(
+            video_task_id,
+            request,
+            registry=self.registry,
+            deadline=self._deadline(),
+            via_listener=via_listener,
+        )
+        return self.registry.register(job)
+
+    def _deadline(self) -> float | None:
+        max_wait = self.poll_policy.max_wait
+        return None if max_wait is None else anyio.current_time() + max_wait
+
+    def job(self, task_id: str, *, expect_callback: bool = False) -> VideoJob:
+        """Attach to a video task made earlier (by id); returns its awaitable job.
+
+        ``expect_callback=True`` if that task's ``callBackUrl`` points at this client's
+        listener (then it is polled only as a safety net).
+        """
+        if not isinstance(task_id, str) or not task_id.strip():
+            raise InvalidRequestError(f"task_id must be a non-empty string, got {task_id!r}")
+        self.transport  # noqa: B018
+        existing = self.registry.get(task_id)
+        if existing is not None:
+            return existing
+        job = VideoJob(
+            task_id,
+            None,
+            registry=self.registry,
+            deadline=self._deadline(),
+            via_listener=expect_callback and self.callbacks is not None,
+        )
+        return self.registry.register(job)
+
+    async def get_video_details(self, task_id: str) -> VideoDetails:
+        """ "Get Music Video Details" for a video task id (one request, no job involved)."""
+        if not isinstance(task_id, str) or not task_id.strip():
+            raise InvalidRequestError(f"task_id must be a non-empty string, got {task_id!r}")
+        data = await self.transport.call(
+            "GET", RECORD_INFO, kind="poll", params={"taskId": task_id}, task_id=task_id
+        )
+        if not isinstance(data, dict):
+            raise ServerError(
+                500,
+                f"details answer has no data object: {data!r}",
+                endpoint=RECORD_INFO,
+                task_id=task_id,
+            )
+        data.setdefault("taskId", task_id)
+        try:
+            return converter.structure(data, VideoDetails)
+        except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
+            raise ServerError(
+                500, f"malformed details answer: {exc}", endpoint=RECORD_INFO, task_id=task_id
+            ) from exc
+
+    def create_videos(
+        self,
+        requests: Iterable[VideoRequest] | AsyncIterable[VideoRequest],
+        *,
+        max_in_flight: int = 50,
+    ) -> Batch:
+        """Submit many jobs, at most ``max_in_flight`` unfinished at once, and yield a
+        :class:`BatchResult` for each as it finishes. One failure never stops the batch.
+
+        Use ``async for result in client.create_videos(...)``; leaving the loop early stops
+        new submits (use ``async with`` on the batch, or ``await batch.aclose()``, to stop
+        them at once).
+        """
+        if max_in_flight < 1:
+            raise InvalidRequestError(f"max_in_flight must be >= 1, got {max_in_flight!r}")
+        return Batch(self, requests, max_in_flight)
+
+
+class Batch:
+    """The async iterator returned by :meth:`Client.create_videos`."""
+
+    def __init__(
+        self,
+        client: Client,
+        requests: Iterable[VideoRequest] | AsyncIterable[VideoRequest],
+        max_in_flight: int,
+    ) -> None:
+        self._client = client
+        self._requests = requests
+        self._max = max_in_flight
+        self._send, self._receive = anyio.create_memory_object_stream[BatchResult](0)
+        self._scope: anyio.CancelScope | None = None
+        self._started = False
+
+    def __aiter__(self) -> AsyncIterator[BatchResult]:
+        return self
+
+    async def __anext__(self) -> BatchResult:
+        if not self._started:
+            self._started = True
+            await self._client.task_group.start(self._run)
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop submitting; results not yet taken are dropped (their jobs keep running)."""
+        if self._scope is not None:
+            self._scope.cancel()
+        self._receive.close()
+
+    async def _run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        with anyio.CancelScope() as scope, self._send:
+            self._scope = scope
+            task_status.started()
+            slots = anyio.Semaphore(self._max)
+            async with anyio.create_task_group() as tg:
+                async for request in _aiter(self._requests):
+                    await slots.acquire()
+                    tg.start_soon(self._one, request, slots)
+
+    async def _one(self, request: VideoRequest, slots: anyio.Semaphore) -> None:
+        job: VideoJob | None = None
+        try:
+            try:
+                job = await self._client.submit(request)
+                result = BatchResult(request, video=await job, job=job)
+            except SunoMp4Error as exc:
+                result = BatchResult(request, error=exc, job=job)
+            try:
+                await self._send.send(result)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                if self._scope is not None:  # nobody reads any more: stop submitting
+                    self._scope.cancel()
+        finally:
+            slots.release()
+
+
+async def _aiter(
+    items: Iterable[VideoRequest] | AsyncIterable[VideoRequest],
+) -> AsyncIterator[VideoRequest]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item

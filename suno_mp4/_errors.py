@@ -1,0 +1,287 @@
+"""The exception hierarchy, the API-code tables, and the one place aiohttp errors are translated."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+if TYPE_CHECKING:
+    from ._models import TaskStatus
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClientClosedError",
+    "ConflictError",
+    "InsufficientCreditsError",
+    "InvalidRequestError",
+    "JobTimeoutError",
+    "NotFoundError",
+    "RateLimitError",
+    "ServerError",
+    "ServiceUnavailableError",
+    "SunoMp4Error",
+    "TransportError",
+    "ValidationError",
+    "VideoExpiredError",
+    "VideoGenerationError",
+]
+
+
+class SunoMp4Error(Exception):
+    """Base class of every error this SDK raises on purpose."""
+
+
+# Usage errors, raised before any request is sent...
+
+
+class InvalidRequestError(SunoMp4Error, ValueError):
+    """An argument is invalid; nothing was sent to the API."""
+
+
+class ClientClosedError(SunoMp4Error, RuntimeError):
+    """The client is not running: used outside ``async with``, or after it closed."""
+
+
+# Answers of the API...
+
+
+class APIError(SunoMp4Error):
+    """The API answered with a non-success ``code`` in its JSON envelope (or a bare HTTP error)."""
+
+    #: Whether the request may be re-sent as it is (it certainly did nothing the first time).
+    retryable = False
+
+    def __init__(
+        self,
+        code: int,
+        msg: str,
+        *,
+        endpoint: str | None = None,
+        task_id: str | None = None,
+        http_status: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.code = code
+        self.msg = msg
+        self.endpoint = endpoint
+        self.task_id = task_id
+        self.http_status = http_status
+        self.hint = hint
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        where = f" from {self.endpoint}" if self.endpoint else ""
+        task = f" (task {self.task_id})" if self.task_id else ""
+        text = f"API error {self.code}{where}{task}: {self.msg or 'no message'}"
+        return f"{text}; {self.hint}" if self.hint else text
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_api_error, (type(self), self.code, self.msg, self.__dict__))
+
+
+def _rebuild_api_error(
+    cls: type[APIError], code: int, msg: str, state: dict[str, object]
+) -> APIError:
+    err = cls.__new__(cls)
+    Exception.__init__(err)
+    err.__dict__.update(state)
+    err.args = (err._message(),)
+    return err
+
+
+class BadRequestError(APIError):
+    """400: the request body was not valid JSON."""
+
+
+class AuthenticationError(APIError):
+    """401: the API key is missing or was rejected."""
+
+
+class InsufficientCreditsError(APIError):
+    """402: the account has not enough credits for this operation."""
+
+
+class NotFoundError(APIError):
+    """404: the task, track or endpoint does not exist."""
+
+
+class ConflictError(APIError):
+    """409: the record already exists."""
+
+
+class ValidationError(APIError):
+    """422: the API rejected the parameters."""
+
+
+class RateLimitError(APIError):
+    """429 (or the provider's equivalent): too many requests; see ``retry_after``."""
+
+    retryable = True
+
+    def __init__(
+        self, code: int, msg: str, *, retry_after: float | None = None, **kw: object
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(code, msg, **kw)  # type: ignore[arg-type]
+
+
+class ServiceUnavailableError(APIError):
+    """455: the service is under maintenance."""
+
+    retryable = True
+
+
+class ServerError(APIError):
+    """500 and other 5xx: the server failed (a proxy's bare HTTP 5xx lands here too)."""
+
+
+# The outcome of a video task...
+
+
+class VideoGenerationError(SunoMp4Error):
+    """The video task ended in a failure status."""
+
+    def __init__(
+        self,
+        task_id: str,
+        status: TaskStatus | str,
+        error_code: int | None = None,
+        error_message: str | None = None,
+    ) -> None:
+        self.task_id = task_id
+        self.status = status
+        self.error_code = error_code
+        self.error_message = error_message
+        detail = f": {error_message}" if error_message else ""
+        code = f" (code {error_code})" if error_code is not None else ""
+        super().__init__(f"video task {task_id} failed with {status}{code}{detail}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.task_id, self.status, self.error_code, self.error_message))
+
+
+class JobTimeoutError(SunoMp4Error, TimeoutError):
+    """Waiting for a job took longer than allowed. The remote task keeps running:
+    re-attach later with ``client.job(task_id)``."""
+
+    def __init__(self, task_id: str, waited: float) -> None:
+        self.task_id = task_id
+        self.waited = waited
+        super().__init__(
+            f"video task {task_id} not finished after {waited:.1f} s; it keeps running on the "
+            f"server: re-attach with client.job({task_id!r})"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.task_id, self.waited))
+
+
+class VideoExpiredError(SunoMp4Error):
+    """The video is past its 14-day retention (or its URL answers 404/410)."""
+
+
+# Network errors...
+
+
+class TransportError(SunoMp4Error):
+    """The connection to the server failed (after the retries the policy allows)."""
+
+    def __init__(self, message: str, *, endpoint: str | None = None, sent: bool = True) -> None:
+        self.endpoint = endpoint
+        #: False when the request certainly never reached the server (safe to re-send).
+        self.sent = sent
+        super().__init__(message)
+
+
+# Code tables: one per provider profile. The seed's (Apikley) table is the default.
+
+APIKLEY_CODES: Mapping[int, type[APIError]] = MappingProxyType(
+    {
+        400: BadRequestError,
+        401: AuthenticationError,
+        402: InsufficientCreditsError,
+        404: NotFoundError,
+        409: ConflictError,
+        422: ValidationError,
+        429: RateLimitError,
+        455: ServiceUnavailableError,
+        500: ServerError,
+    }
+)
+
+#: Another reseller of the same contract: 405 call limit, 413 prompt too long,
+#: 429 insufficient credits, 430 call frequency too high.
+ALT_RESELLER_CODES: Mapping[int, type[APIError]] = MappingProxyType(
+    {
+        400: BadRequestError,
+        401: AuthenticationError,
+        404: NotFoundError,
+        405: RateLimitError,
+        409: ConflictError,
+        413: ValidationError,
+        422: ValidationError,
+        429: InsufficientCreditsError,
+        430: RateLimitError,
+        455: ServiceUnavailableError,
+        500: ServerError,
+    }
+)
+
+_HINTS: Mapping[type[APIError], str] = MappingProxyType(
+    {
+        AuthenticationError: "check the API key (APIKLEY_API_KEY)",
+        InsufficientCreditsError: "top up the account's credits",
+        RateLimitError: "slow down or configure Client(rate_limit=RateLimit(...))",
+        ServiceUnavailableError: "the service is under maintenance; try again later",
+    }
+)
+
+
+def error_for_code(
+    code: int,
+    msg: str,
+    *,
+    table: Mapping[int, type[APIError]] = APIKLEY_CODES,
+    endpoint: str | None = None,
+    task_id: str | None = None,
+    http_status: int | None = None,
+    retry_after: float | None = None,
+) -> APIError:
+    """Build the exception for an API answer ``code`` using a provider's code table."""
+    cls = table.get(code)
+    if cls is None:
+        cls = ServerError if code >= 500 else APIError
+    hint = _HINTS.get(cls)
+    if cls is RateLimitError:
+        return RateLimitError(
+            code,
+            msg,
+            retry_after=retry_after,
+            endpoint=endpoint,
+            task_id=task_id,
+            http_status=http_status,
+            hint=hint,
+        )
+    return cls(code, msg, endpoint=endpoint, task_id=task_id, http_status=http_status, hint=hint)
+
+
+@contextmanager
+def map_exceptions(endpoint: str) -> Iterator[None]:
+    """Translate aiohttp's exceptions into :class:`TransportError` (the only such place)."""
+    try:
+        yield
+    except aiohttp.ClientConnectorError as exc:
+        # The TCP connection was never made: the server certainly did not see the request.
+        raise TransportError(
+            f"cannot connect to {endpoint}: {exc.os_error}", endpoint=endpoint, sent=False
+        ) from exc
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        kind = "timed out" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
+        raise TransportError(f"request to {endpoint} failed: {kind}", endpoint=endpoint) from exc

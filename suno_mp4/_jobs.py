@@ -1,0 +1,372 @@
+"""Jobs: the awaitable ``VideoJob``, the ``JobRegistry`` that alone resolves them, and
+``as_completed``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
+from typing import TYPE_CHECKING
+
+import anyio
+
+from ._convert import utcnow, video_from_details
+from ._errors import JobTimeoutError, SunoMp4Error, VideoGenerationError
+from ._models import CallbackPayload, MusicVideo, TaskStatus, VideoDetails, VideoRequest
+
+if TYPE_CHECKING:
+    from ._poller import Poller
+
+__all__ = ["JobRegistry", "VideoJob", "as_completed"]
+
+logger = logging.getLogger("suno_mp4")
+
+Outcome = MusicVideo | SunoMp4Error
+DoneCallback = Callable[["VideoJob"], None]
+
+
+class VideoJob:
+    """A submitted (or attached) video task: ``await job`` gives the :class:`MusicVideo`.
+
+    It resolves exactly once, through the client's registry, from a poll or a callback.
+    Cancelling or timing out a waiter stops local waiting only: the API has no cancel
+    endpoint, the task keeps running, and ``client.job(task_id)`` attaches to it again.
+    """
+
+    __slots__ = (
+        "_callbacks",
+        "_deadline",
+        "_details",
+        "_event",
+        "_outcome",
+        "_registry",
+        "_status",
+        "_waiters",
+        "created_at",
+        "detached",
+        "poll_attempt",
+        "poll_generation",
+        "polls",
+        "request",
+        "task_id",
+        "via_listener",
+    )
+
+    def __init__(
+        self,
+        task_id: str,
+        request: VideoRequest | None,
+        *,
+        registry: JobRegistry,
+        deadline: float | None,
+        via_listener: bool = False,
+    ) -> None:
+        self.task_id = task_id
+        #: What was asked for; ``None`` for a job attached by id.
+        self.request = request
+        #: Whether a callback to this client's listener is expected (then polls are rare).
+        self.via_listener = via_listener
+        self.created_at = anyio.current_time()
+        #: Number of polls made for this job (statistics).
+        self.polls = 0
+        # Poller bookkeeping: backoff step and a generation that invalidates stale entries.
+        self.poll_attempt = 0
+        self.poll_generation = 0
+        #: Set by the poller when every waiter left: the job is not polled meanwhile.
+        self.detached = False
+        self._registry = registry
+        self._deadline = deadline
+        self._status = TaskStatus.PENDING
+        self._details: VideoDetails | None = None
+        self._event = anyio.Event()
+        self._outcome: Outcome | None = None
+        self._waiters = 0
+        self._callbacks: list[DoneCallback] = []
+
+    def __repr__(self) -> str:
+        return f"<VideoJob {self.task_id} {self._status.value}{' done' if self.done() else ''}>"
+
+    @property
+    def status(self) -> TaskStatus:
+        """The last status the API reported (``PENDING`` until something is known)."""
+        return self._status
+
+    @property
+    def details(self) -> VideoDetails | None:
+        """The last details polled, if any."""
+        return self._details
+
+    @property
+    def deadline(self) -> float | None:
+        """When (on the event loop's clock) waiting gives up with ``JobTimeoutError``."""
+        return self._deadline
+
+    @property
+    def waiters(self) -> int:
+        return self._waiters
+
+    def done(self) -> bool:
+        """Whether the job resolved (to a video or an error)."""
+        return self._outcome is not None
+
+    def result(self) -> MusicVideo:
+        """The video of a finished job; raises its error, or ``RuntimeError`` if not done."""
+        if self._outcome is None:
+            raise RuntimeError(f"video task {self.task_id} is not finished yet")
+        if isinstance(self._outcome, SunoMp4Error):
+            raise self._outcome
+        return self._outcome
+
+    def exception(self) -> SunoMp4Error | None:
+        """The error of a failed job, ``None`` if it succeeded (``RuntimeError`` if not done)."""
+        if self._outcome is None:
+            raise RuntimeError(f"video task {self.task_id} is not finished yet")
+        return self._outcome if isinstance(self._outcome, SunoMp4Error) else None
+
+    async def wait(self, timeout: float | None = None) -> MusicVideo:
+        """Wait for the video. ``timeout`` (seconds) raises :class:`JobTimeoutError` for this
+        waiter only; the job's overall deadline (``PollPolicy.max_wait``) applies as well."""
+        if self._outcome is None:
+            start = anyio.current_time()
+            limit = math.inf if timeout is None else max(0.0, timeout)
+            self._add_waiter()
+            try:
+                with anyio.move_on_after(limit):
+                    await self._event.wait()
+            finally:
+                self._remove_waiter()
+            if self._outcome is None:
+                raise JobTimeoutError(self.task_id, anyio.current_time() - start)
+        return self.result()
+
+    def __await__(self) -> Generator[object, None, MusicVideo]:
+        return self.wait().__await__()
+
+    async def refresh(self) -> VideoDetails:
+        """Ask the API about this task now; the answer goes through the registry as a poll's."""
+        return await self._registry.refresh(self)
+
+    def _add_waiter(self) -> None:
+        self._waiters += 1
+        if self._waiters == 1:
+            self._registry.waiters_changed(self)
+
+    def _remove_waiter(self) -> None:
+        self._waiters -= 1
+        if self._waiters == 0 and self._outcome is None:
+            self._registry.waiters_changed(self)
+
+    def _remove_callback(self, callback: DoneCallback) -> None:
+        if callback in self._callbacks:
+            self._callbacks.remove(callback)
+
+    # Called by the registry only.
+
+    def _set_status(self, details: VideoDetails) -> None:
+        self._details = details
+        self._status = details.status
+
+    def _resolve(self, outcome: Outcome) -> None:
+        self._outcome = outcome
+        self._event.set()
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback(self)
+
+    def add_done_callback(self, callback: DoneCallback) -> None:
+        """Call ``callback(job)`` once the job resolves (at once if it already has)."""
+        if self._outcome is not None:
+            callback(self)
+        else:
+            self._callbacks.append(callback)
+
+
+def outcome_of_details(job: VideoJob, details: VideoDetails) -> Outcome | None:
+    """What a poll answer means for the job: a video, an error, or ``None`` (still pending).
+
+    A flag this SDK does not know must not hang a job: with a video URL it is a success,
+    if it reads as a failure it is final, anything else keeps polling (within the deadline).
+    """
+    status = details.status
+    if details.video_url and (status.is_ok or not status.is_known):
+        video = video_from_details(details, received_at=utcnow())
+        if job.request is not None and video.audio_id is None:
+            video = _with_request(video, job.request)
+        return video
+    if status.is_failure:
+        return VideoGenerationError(
+            details.task_id, status, details.error_code, details.error_message
+        )
+    return None
+
+
+def _with_request(video: MusicVideo, request: VideoRequest) -> MusicVideo:
+    return MusicVideo(
+        task_id=video.task_id,
+        video_url=video.video_url,
+        completed_at=video.completed_at,
+        audio_id=video.audio_id or request.audio_id,
+        source_task_id=video.source_task_id or request.task_id,
+    )
+
+
+def outcome_of_callback(job: VideoJob, payload: CallbackPayload) -> Outcome | None:
+    """What a callback means: success with a URL, failure for a non-200 code, else nothing."""
+    if payload.ok:
+        if not payload.video_url:
+            return None  # nothing usable: the safety poll will tell
+        video = MusicVideo(
+            task_id=payload.task_id, video_url=payload.video_url, completed_at=utcnow()
+        )
+        return _with_request(video, job.request) if job.request is not None else video
+    return VideoGenerationError(
+        payload.task_id, TaskStatus.GENERATE_MP4_FAILED, payload.code, payload.msg or None
+    )
+
+
+class JobRegistry:
+    """The one place that resolves jobs. Every answer about a task — a poll result or a
+    callback — lands here; a job resolves exactly once and later answers are ignored.
+
+    A callback for a task id not registered yet (it can beat the submit response) is kept
+    for ``early_ttl`` seconds, at most ``early_max`` of them (oldest dropped first), and
+    handed over when the job registers.
+    """
+
+    def __init__(self, *, early_ttl: float = 600.0, early_max: int = 10_000) -> None:
+        self._jobs: dict[str, VideoJob] = {}
+        self._early: OrderedDict[str, tuple[float, CallbackPayload]] = OrderedDict()
+        self._early_ttl = early_ttl
+        self._early_max = early_max
+        self.poller: Poller | None = None
+        self.fetch: Callable[[str], Awaitable[VideoDetails]] | None = None
+        self.closed: SunoMp4Error | None = None
+        #: Counters (statistics): answers applied, ignored duplicates, early buffered.
+        self.stats = {"resolved": 0, "ignored": 0, "early": 0, "early_dropped": 0}
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def get(self, task_id: str) -> VideoJob | None:
+        return self._jobs.get(task_id)
+
+    @property
+    def pending(self) -> list[VideoJob]:
+        return list(self._jobs.values())
+
+    def register(self, job: VideoJob) -> VideoJob:
+        """Track ``job`` (or return the job already tracked for its task id)."""
+        existing = self._jobs.get(job.task_id)
+        if existing is not None:
+            return existing
+        if self.closed is not None:
+            job._resolve(self.closed)
+            return job
+        self._jobs[job.task_id] = job
+        early = self._early.pop(job.task_id, None)
+        if early is not None:
+            self.apply_callback(early[1])
+        if not job.done() and self.poller is not None:
+            self.poller.add(job)
+        return job
+
+    def apply_details(self, details: VideoDetails) -> bool:
+        """A poll answer. Returns whether it resolved a job."""
+        job = self._jobs.get(details.task_id)
+        if job is None:
+            self.stats["ignored"] += 1
+            return False
+        job._set_status(details)
+        outcome = outcome_of_details(job, details)
+        if outcome is None:
+            return False
+        return self._resolve(job, outcome)
+
+    def apply_callback(self, payload: CallbackPayload) -> bool:
+        """A callback. Returns whether it resolved a job; unknown ids are buffered."""
+        job = self._jobs.get(payload.task_id)
+        if job is None:
+            self._buffer(payload)
+            return False
+        outcome = outcome_of_callback(job, payload)
+        if outcome is None:
+            return False
+        return self._resolve(job, outcome)
+
+    def fail(self, job: VideoJob, error: SunoMp4Error) -> bool:
+        """Resolve ``job`` with ``error`` (a permanent poll error, or its deadline)."""
+        return self._resolve(job, error)
+
+    def _resolve(self, job: VideoJob, outcome: Outcome) -> bool:
+        if job.done():
+            self.stats["ignored"] += 1
+            return False
+        if self._jobs.get(job.task_id) is job:
+            del self._jobs[job.task_id]
+        self.stats["resolved"] += 1
+        job._resolve(outcome)
+        return True
+
+    def _buffer(self, payload: CallbackPayload) -> None:
+        now = anyio.current_time()
+        while self._early:  # drop what is too old, then what does not fit
+            oldest_id, (expires, _) = next(iter(self._early.items()))
+            if expires > now and len(self._early) < self._early_max:
+                break
+            del self._early[oldest_id]
+            self.stats["early_dropped"] += 1
+        self._early[payload.task_id] = (now + self._early_ttl, payload)
+        self._early.move_to_end(payload.task_id)
+        self.stats["early"] += 1
+
+    @property
+    def early_count(self) -> int:
+        return len(self._early)
+
+    def waiters_changed(self, job: VideoJob) -> None:
+        if self.poller is not None and not job.done():
+            self.poller.waiters_changed(job)
+
+    async def refresh(self, job: VideoJob) -> VideoDetails:
+        if self.fetch is None:
+            raise RuntimeError("the job's client is not running")
+        details = await self.fetch(job.task_id)
+        job.polls += 1
+        if self._jobs.get(job.task_id) is job:
+            self.apply_details(details)
+        else:
+            job._set_status(details)
+        return details
+
+    def close(self, error: SunoMp4Error) -> None:
+        """The client is closing: every pending job fails with ``error``; later ones too."""
+        self.closed = error
+        for job in list(self._jobs.values()):
+            self._resolve(job, error)
+        self._early.clear()
+
+
+async def as_completed(jobs: Iterable[VideoJob]) -> AsyncIterator[VideoJob]:
+    """Yield ``jobs`` as they finish (finished ones first). Each yielded job is ``done()``:
+    ``job.result()`` gives its video or raises its error. Leaving the loop early is safe."""
+    pending = list(dict.fromkeys(jobs))
+    send, receive = anyio.create_memory_object_stream[VideoJob](max_buffer_size=len(pending))
+
+    def notify(job: VideoJob) -> None:
+        # If the consumer left the loop, there is nobody to tell.
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            send.send_nowait(job)
+
+    with send, receive:
+        for job in pending:
+            job._add_waiter()
+            job.add_done_callback(notify)
+        try:
+            for _ in pending:
+                yield await receive.receive()
+        finally:
+            for job in pending:
+                job._remove_callback(notify)
+                job._remove_waiter()

@@ -1,0 +1,194 @@
+"""The SDK's data: requests, task status, task details, finished videos, callback payloads."""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+
+from ._errors import InvalidRequestError
+
+__all__ = [
+    "RETENTION",
+    "CallbackPayload",
+    "MusicVideo",
+    "TaskStatus",
+    "VideoDetails",
+    "VideoRequest",
+]
+
+logger = logging.getLogger("suno_mp4")
+
+#: How long the API keeps a finished video (documented: 14 days).
+RETENTION = timedelta(days=14)
+
+#: The documented limit on ``author`` and ``domainName``.
+MAX_BRANDING_CHARS = 50
+
+
+_LOGGED_UNKNOWN: set[str] = set()
+
+
+class TaskStatus(enum.StrEnum):
+    """The API's ``successFlag``. Unknown flags become pseudo-members instead of crashing."""
+
+    PENDING = "PENDING"
+    SUCCESS = "SUCCESS"
+    CREATE_TASK_FAILED = "CREATE_TASK_FAILED"
+    GENERATE_MP4_FAILED = "GENERATE_MP4_FAILED"
+    #: The video was made but calling the callBackUrl failed: the result is still valid.
+    CALLBACK_EXCEPTION = "CALLBACK_EXCEPTION"
+
+    @classmethod
+    def _missing_(cls, value: object) -> TaskStatus | None:
+        if not isinstance(value, str) or not value:
+            return None
+        if value not in _LOGGED_UNKNOWN:
+            _LOGGED_UNKNOWN.add(value)
+            logger.warning("unknown successFlag %r from the API (this SDK is older?)", value)
+        member = str.__new__(cls, value)
+        member._name_ = value
+        member._value_ = value
+        return member
+
+    @property
+    def is_known(self) -> bool:
+        """False for a flag this SDK version does not know."""
+        return self._value_ in type(self)._value2member_map_
+
+    @property
+    def is_ok(self) -> bool:
+        """The video exists (``SUCCESS`` or ``CALLBACK_EXCEPTION``)."""
+        return self in (TaskStatus.SUCCESS, TaskStatus.CALLBACK_EXCEPTION)
+
+    @property
+    def is_failure(self) -> bool:
+        """The task failed for good: a documented failure flag, or an unknown one that says so."""
+        if self in (TaskStatus.CREATE_TASK_FAILED, TaskStatus.GENERATE_MP4_FAILED):
+            return True
+        return not self.is_known and ("FAIL" in self.value.upper() or "ERROR" in self.value.upper())
+
+    @property
+    def is_final(self) -> bool:
+        """No further change is expected. An unknown flag is final only if it reads as a failure;
+        the job logic also treats an unknown flag carrying a video URL as success."""
+        return self.is_ok or self.is_failure
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __repr__(self) -> str:
+        return f"TaskStatus({self.value!r})"
+
+
+def _check_id(name: str) -> Any:
+    def check(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidRequestError(f"{name} must be a non-empty string, got {value!r}")
+
+    return check
+
+
+def _check_branding(name: str) -> Any:
+    def check(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:
+        if value is None:
+            return
+        if not isinstance(value, str):
+            raise InvalidRequestError(f"{name} must be a string, got {type(value).__name__}")
+        if len(value) > MAX_BRANDING_CHARS:
+            raise InvalidRequestError(
+                f"{name} is {len(value)} characters long; the API allows at most "
+                f"{MAX_BRANDING_CHARS}"
+            )
+
+    return check
+
+
+def _empty_to_none(value: object) -> object:
+    return None if value == "" else value
+
+
+@attrs.frozen
+class VideoRequest:
+    """What to render: a track (music ``task_id`` + ``audio_id``) and optional branding.
+
+    Validated on construction, so a bad argument raises :class:`InvalidRequestError`
+    before anything is sent (and before any credit is spent).
+    """
+
+    task_id: str = attrs.field(validator=_check_id("task_id"))
+    audio_id: str = attrs.field(validator=_check_id("audio_id"))
+    #: Signature on the video cover, at most 50 characters.
+    author: str | None = attrs.field(
+        default=None, converter=_empty_to_none, validator=_check_branding("author")
+    )
+    #: Watermark at the bottom of the video, at most 50 characters.
+    domain_name: str | None = attrs.field(
+        default=None, converter=_empty_to_none, validator=_check_branding("domain_name")
+    )
+
+
+def _expiry(video: MusicVideo) -> datetime:
+    return video.completed_at + RETENTION
+
+
+@attrs.frozen
+class MusicVideo:
+    """A finished music video. ``video_url`` works until ``expires_at`` (completion + 14 days)."""
+
+    task_id: str
+    video_url: str
+    completed_at: datetime
+    audio_id: str | None = None
+    #: The music-generation task the track came from.
+    source_task_id: str | None = None
+    expires_at: datetime = attrs.field(default=attrs.Factory(_expiry, takes_self=True), eq=False)
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        """Whether the 14-day retention is over (by the local clock unless ``now`` is given)."""
+        from ._convert import utcnow
+
+        return (now or utcnow()) >= self.expires_at
+
+
+_EMPTY: Mapping[str, object] = MappingProxyType({})
+
+
+@attrs.frozen
+class VideoDetails:
+    """Everything "Get Music Video Details" returns, snake_cased. Unknown fields land in
+    ``extra`` so a server that adds fields never breaks the parse."""
+
+    task_id: str
+    status: TaskStatus = TaskStatus.PENDING
+    video_url: str | None = None
+    #: The music-generation task the track came from (the wire's ``musicId``).
+    music_id: str | None = None
+    audio_id: str | None = None
+    callback_url: str | None = None
+    music_index: int | None = None
+    created_at: datetime | None = None
+    completed_at: datetime | None = None
+    error_code: int | None = None
+    error_message: str | None = None
+    extra: Mapping[str, object] = attrs.field(default=_EMPTY, eq=False, repr=False)
+
+
+@attrs.frozen
+class CallbackPayload:
+    """The body the API POSTs to ``callBackUrl`` (snake_case keys, unlike the rest of the API)."""
+
+    code: int
+    msg: str
+    task_id: str
+    video_url: str | None = None
+    extra: Mapping[str, object] = attrs.field(default=_EMPTY, eq=False, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 200

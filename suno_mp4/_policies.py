@@ -1,0 +1,279 @@
+"""Configuration objects (polling, retries, rate limit) and the client-wide request limiter."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import random
+from collections import deque
+from typing import Any
+
+import anyio
+import attrs
+
+from ._errors import InvalidRequestError
+
+__all__ = [
+    "PRIORITY_POLL",
+    "PRIORITY_SUBMIT",
+    "PollPolicy",
+    "RateLimit",
+    "RequestLimiter",
+    "RetryPolicy",
+]
+
+
+def _positive(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
+    if not value > 0:
+        raise InvalidRequestError(f"{attr.name} must be > 0, got {value!r}")
+
+
+def _non_negative(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
+    if not value >= 0:
+        raise InvalidRequestError(f"{attr.name} must be >= 0, got {value!r}")
+
+
+def _fraction(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
+    if not 0 <= value <= 1:
+        raise InvalidRequestError(f"{attr.name} must be between 0 and 1, got {value!r}")
+
+
+@attrs.frozen
+class PollPolicy:
+    """When the client's one poller asks the API about a pending job.
+
+    The first poll comes after ``initial_delay``; each later gap is ``factor`` times the
+    previous one, capped at ``max_interval``, with ``jitter`` (a fraction) so thousands of
+    jobs submitted together do not poll in lockstep.
+    """
+
+    #: Videos take seconds at best: an earlier first poll only spends rate limit.
+    initial_delay: float = attrs.field(default=2.0, validator=_non_negative)
+    #: Long renders are still noticed within half a minute.
+    max_interval: float = attrs.field(default=30.0, validator=_positive)
+    #: Gentle growth: detection lag stays within about a third of the render time.
+    factor: float = attrs.field(default=1.5, validator=_positive)
+    #: +/- 10 % spreads bursts without making the schedule unpredictable.
+    jitter: float = attrs.field(default=0.1, validator=_fraction)
+    #: With a callback listener, a safety poll this often: a lost callback delays, never hangs.
+    fallback_interval: float = attrs.field(default=60.0, validator=_positive)
+    #: Nobody waits unbounded by default: after this a waiter gets ``JobTimeoutError``
+    #: (the remote task keeps running). ``None`` disables the deadline.
+    max_wait: float | None = attrs.field(default=3600.0)
+
+    def __attrs_post_init__(self) -> None:
+        if self.factor < 1:
+            raise InvalidRequestError(f"factor must be >= 1, got {self.factor!r}")
+        if self.max_wait is not None and not self.max_wait > 0:
+            raise InvalidRequestError(f"max_wait must be > 0 or None, got {self.max_wait!r}")
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Gap before poll number ``attempt`` (0 = the first poll)."""
+        base = (
+            self.initial_delay
+            if attempt == 0
+            else min(self.max_interval, max(self.initial_delay, 0.05) * self.factor**attempt)
+        )
+        return max(0.0, base * (1 + self.jitter * (2 * rng.random() - 1)))
+
+
+@attrs.frozen
+class RetryPolicy:
+    """How a failed request is retried: exponential backoff with full jitter, capped.
+
+    Only safe retries happen: polls and downloads on 429, 455, 5xx and connection faults;
+    a submit only when the server certainly did not take it (429, 455, connection refused),
+    because a blind re-POST could bill twice.
+    """
+
+    #: Total tries per request, the first included.
+    attempts: int = attrs.field(default=6)
+    #: First backoff (before jitter); doubles each retry.
+    initial_backoff: float = attrs.field(default=0.5, validator=_positive)
+    #: A single backoff never exceeds this.
+    max_backoff: float = attrs.field(default=30.0, validator=_positive)
+    #: A ``Retry-After`` longer than this surfaces as ``RateLimitError`` instead of a
+    #: silent stall of minutes.
+    max_retry_after: float = attrs.field(default=120.0, validator=_non_negative)
+
+    def __attrs_post_init__(self) -> None:
+        if self.attempts < 1:
+            raise InvalidRequestError(f"attempts must be >= 1, got {self.attempts!r}")
+
+    def backoff(self, retry: int, rng: random.Random) -> float:
+        """Full jitter: uniform in [0, min(max_backoff, initial * 2**retry)]."""
+        return rng.uniform(0, min(self.max_backoff, self.initial_backoff * 2**retry))
+
+
+@attrs.frozen
+class RateLimit:
+    """At most ``requests`` API calls in any ``per_seconds`` window, for the whole client.
+
+    The limiter hands a permit back only ``per_seconds`` after the answer to the request that
+    used it arrived, so even a server that counts a sliding window by arrival time, behind
+    any network jitter, never sees more than ``requests`` in a window.
+    """
+
+    requests: int = attrs.field()
+    per_seconds: float = attrs.field(default=1.0, validator=_positive)
+    #: Extra seconds added to each permit's cool-down: covers the server's clock granularity.
+    margin: float = attrs.field(default=0.01, validator=_non_negative)
+
+    @requests.validator
+    def _check_requests(self, _attr: attrs.Attribute[Any], value: int) -> None:
+        if not isinstance(value, int) or value < 1:
+            raise InvalidRequestError(f"requests must be a positive integer, got {value!r}")
+
+
+PRIORITY_SUBMIT = 0
+PRIORITY_POLL = 1
+
+
+class _Waiter:
+    __slots__ = ("event", "key", "priority")
+
+    def __init__(self, priority: int, seq: int) -> None:
+        self.priority = priority
+        self.key = (priority, seq)
+        self.event = anyio.Event()
+
+    def __lt__(self, other: _Waiter) -> bool:
+        return self.key < other.key
+
+
+class Permit:
+    """One request's right to go; ``release()`` once its answer (or failure) arrived."""
+
+    __slots__ = ("_limiter", "_released", "sent_at")
+
+    def __init__(self, limiter: RequestLimiter, sent_at: float) -> None:
+        self._limiter = limiter
+        self._released = False
+        self.sent_at = sent_at
+
+    def release(self, *, ok: bool = True) -> None:
+        if not self._released:
+            self._released = True
+            self._limiter._release(self, ok=ok)
+
+
+class RequestLimiter:
+    """Every API request of a client passes here: one queue, submits before polls.
+
+    Three brakes: the configured :class:`RateLimit` (permits with a cool-down), a pause
+    that a 429 sets for the whole client, and — when no limit was configured — a rate it
+    learns from 429s (multiplicative decrease, gentle increase), so 1,000 concurrent
+    submits against a limited server do not turn into a storm of 429s.
+    """
+
+    #: Learned-rate increase per second without a 429 (fraction of the rate).
+    _GROWTH = 0.1
+
+    def __init__(self, limit: RateLimit | None = None) -> None:
+        self.limit = limit
+        self._heap: list[_Waiter] = []
+        self._seq = itertools.count()
+        self._free: deque[float] = deque()
+        if limit is not None:
+            self._free.extend([-math.inf] * limit.requests)
+        self._paused_until = -math.inf
+        self._learned_rate: float | None = None  # requests per second, adaptive mode only
+        self._next_slot = -math.inf
+        self._rate_changed_at = -math.inf
+        self._successes: deque[float] = deque()
+        self.throttled = 0  # 429 answers seen
+
+    @property
+    def learned_rate(self) -> float | None:
+        return self._learned_rate
+
+    def _now(self) -> float:
+        return anyio.current_time()
+
+    def _ready_at(self) -> float:
+        t = self._paused_until
+        if self.limit is not None:
+            if not self._free:
+                return math.inf
+            t = max(t, self._free[0])
+        if self._learned_rate is not None:
+            t = max(t, self._next_slot)
+        return t
+
+    def _take(self, now: float) -> Permit:
+        if self.limit is not None:
+            self._free.popleft()
+        if self._learned_rate is not None:
+            self._grow(now)
+            self._next_slot = max(now, self._next_slot) + 1 / self._learned_rate
+        return Permit(self, now)
+
+    def _grow(self, now: float) -> None:
+        assert self._learned_rate is not None
+        elapsed = now - self._rate_changed_at
+        if elapsed > 1:
+            self._learned_rate *= 1 + self._GROWTH * min(elapsed, 10)
+            self._rate_changed_at = now
+
+    def _wake_head(self) -> None:
+        if self._heap:
+            self._heap[0].event.set()
+
+    async def acquire(self, priority: int = PRIORITY_POLL) -> Permit:
+        """Wait for this request's turn. Cancellation leaves the queue consistent."""
+        now = self._now()
+        if not self._heap and self._ready_at() <= now:
+            return self._take(now)
+        me = _Waiter(priority, next(self._seq))
+        heapq.heappush(self._heap, me)
+        self._wake_head()
+        try:
+            while True:
+                if self._heap[0] is me:
+                    now = self._now()
+                    ready = self._ready_at()
+                    if ready <= now:
+                        heapq.heappop(self._heap)
+                        permit = self._take(now)
+                        self._wake_head()
+                        return permit
+                    with anyio.move_on_after(ready - now):
+                        await me.event.wait()
+                else:
+                    await me.event.wait()
+                me.event = anyio.Event()
+        except BaseException:
+            if me in self._heap:
+                self._heap.remove(me)
+                heapq.heapify(self._heap)
+                self._wake_head()
+            raise
+
+    def _release(self, permit: Permit, *, ok: bool) -> None:
+        now = self._now()
+        if self.limit is not None:
+            self._free.append(now + self.limit.per_seconds + self.limit.margin)
+        if ok:
+            self._successes.append(now)
+            while self._successes and self._successes[0] < now - 1:
+                self._successes.popleft()
+        self._wake_head()
+
+    def throttle(self, permit: Permit | None, retry_after: float | None, backoff: float) -> None:
+        """A 429 arrived: pause every new request client-wide, and learn a slower rate."""
+        self.throttled += 1
+        now = self._now()
+        pause = retry_after if retry_after is not None else backoff
+        self._paused_until = max(self._paused_until, now + pause)
+        if self.limit is None:
+            # React once per congestion event: only to a 429 for a request sent after the
+            # last decrease (the others were already in flight when we slowed down).
+            sent_at = permit.sent_at if permit is not None else now
+            if self._learned_rate is None:
+                self._learned_rate = max(1.0, float(len(self._successes)))
+                self._rate_changed_at = now
+            elif sent_at >= self._rate_changed_at:
+                self._learned_rate = max(0.2, self._learned_rate * 0.5)
+                self._rate_changed_at = now
+        self._wake_head()

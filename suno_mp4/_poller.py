@@ -1,0 +1,168 @@
+"""The client's one poller: a heap of due polls served by a fixed set of workers."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+import random
+from collections.abc import Awaitable, Callable
+
+import anyio
+from anyio.abc import TaskStatus as AnyioTaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from ._errors import (
+    APIError,
+    AuthenticationError,
+    JobTimeoutError,
+    NotFoundError,
+    RateLimitError,
+    SunoMp4Error,
+    ValidationError,
+)
+from ._jobs import JobRegistry, VideoJob
+from ._models import VideoDetails
+from ._policies import PollPolicy
+
+__all__ = ["Poller"]
+
+logger = logging.getLogger("suno_mp4")
+
+_POLL = 0
+_DEADLINE = 1
+
+#: Poll answers that will not get better by asking again: the job fails with them.
+_PERMANENT = (AuthenticationError, NotFoundError, ValidationError)
+
+
+class Poller:
+    """Asks the API about pending jobs when they are due, never with a task per job.
+
+    One scheduler task keeps a heap of (due time, job); ``workers`` tasks send the polls,
+    all through the client's limiter. Jobs expecting a callback get only a safety poll
+    every ``fallback_interval``. A job that had waiters and lost them all is not polled
+    until someone waits again. Each job's ``max_wait`` deadline sits in the same heap.
+    """
+
+    def __init__(
+        self,
+        registry: JobRegistry,
+        fetch: Callable[[str], Awaitable[VideoDetails]],
+        policy: PollPolicy,
+        *,
+        workers: int = 32,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._registry = registry
+        self._fetch = fetch
+        self.policy = policy
+        self._workers = workers
+        self._rng = rng or random.Random()
+        self._heap: list[tuple[float, int, int, int, VideoJob]] = []
+        self._seq = itertools.count()
+        self._wake = anyio.Event()
+        #: Polls sent (statistics).
+        self.polls = 0
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def add(self, job: VideoJob) -> None:
+        """Start tracking a newly registered job."""
+        if job.deadline is not None:
+            self._push(job.deadline, _DEADLINE, job)
+        self._schedule(job)
+
+    def _schedule(self, job: VideoJob, *, delay: float | None = None) -> None:
+        if delay is None:
+            if job.via_listener:
+                base = self.policy.fallback_interval
+                delay = base * (1 + self.policy.jitter * (2 * self._rng.random() - 1))
+            else:
+                delay = self.policy.delay(job.poll_attempt, self._rng)
+        job.poll_generation += 1
+        self._push(anyio.current_time() + delay, _POLL, job)
+
+    def _push(self, due: float, kind: int, job: VideoJob) -> None:
+        earliest = not self._heap or due < self._heap[0][0]
+        heapq.heappush(self._heap, (due, next(self._seq), kind, job.poll_generation, job))
+        if earliest:
+            self._wake.set()  # new earliest entry: the scheduler must re-time its sleep
+
+    def waiters_changed(self, job: VideoJob) -> None:
+        """A job lost its last waiter (stop polling it) or got a first one (poll again)."""
+        if job.waiters == 0:
+            job.detached = True
+            job.poll_generation += 1  # invalidates its queued poll
+        elif job.detached:
+            job.detached = False
+            self._schedule(job)
+
+    async def run(self, *, task_status: AnyioTaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """The scheduler and its workers; runs until cancelled with the client."""
+        send, receive = anyio.create_memory_object_stream[VideoJob](0)
+        async with anyio.create_task_group() as tg, send:
+            for _ in range(self._workers):
+                tg.start_soon(self._worker, receive.clone())
+            receive.close()
+            task_status.started()
+            while True:
+                now = anyio.current_time()
+                while self._heap and self._heap[0][0] <= now:
+                    _, _, kind, generation, job = heapq.heappop(self._heap)
+                    if job.done():
+                        continue
+                    if kind == _DEADLINE:
+                        self._expire(job)
+                    elif generation == job.poll_generation and not job.detached:
+                        await send.send(job)  # waits for a free worker: natural backpressure
+                    now = anyio.current_time()
+                self._wake = anyio.Event()
+                delay = self._heap[0][0] - now if self._heap else math.inf
+                with anyio.move_on_after(delay):
+                    await self._wake.wait()
+
+    def _expire(self, job: VideoJob) -> None:
+        waited = anyio.current_time() - job.created_at
+        self._registry.fail(job, JobTimeoutError(job.task_id, waited))
+
+    async def _worker(self, receive: MemoryObjectReceiveStream[VideoJob]) -> None:
+        with receive:
+            async for job in receive:
+                await self.poll(job)
+
+    async def poll(self, job: VideoJob) -> None:
+        """One poll of ``job``; its answer goes to the registry, then the next is scheduled."""
+        if job.done():
+            return
+        generation = job.poll_generation
+        try:
+            details = await self._fetch(job.task_id)
+        except _PERMANENT as exc:
+            self._registry.fail(job, exc)
+            return
+        except (APIError, SunoMp4Error) as exc:
+            # Retries are spent (or the server asked for a long pause): try again later.
+            delay = self.policy.max_interval
+            if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+                delay = max(delay, exc.retry_after)
+            logger.warning("poll of %s failed (%s); next try in %.0f s", job.task_id, exc, delay)
+            self._reschedule(job, generation, delay)
+            return
+        except Exception:
+            logger.exception("unexpected error polling %s; will poll again", job.task_id)
+            self._reschedule(job, generation, self.policy.max_interval)
+            return
+        self.polls += 1
+        job.polls += 1
+        job.poll_attempt += 1
+        self._registry.apply_details(details)
+        self._reschedule(job, generation, None)
+
+    def _reschedule(self, job: VideoJob, generation: int, delay: float | None) -> None:
+        # Not if it resolved, lost its waiters, or was rescheduled meanwhile (re-attached).
+        if job.done() or job.detached or generation != job.poll_generation:
+            return
+        self._schedule(job, delay=delay)

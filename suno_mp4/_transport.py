@@ -1,0 +1,211 @@
+"""The one request path: auth, the JSON envelope, error mapping, retries and the rate limiter."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import aiohttp
+import anyio
+
+from ._errors import (
+    APIKLEY_CODES,
+    APIError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+    error_for_code,
+    map_exceptions,
+)
+from ._policies import PRIORITY_POLL, PRIORITY_SUBMIT, Permit, RequestLimiter, RetryPolicy
+from ._version import __version__
+
+__all__ = ["Transport"]
+
+logger = logging.getLogger("suno_mp4")
+
+#: Envelope codes that mean success (the seed documents 200; its schema example shows 0).
+_SUCCESS_CODES = frozenset({0, 200})
+
+Kind = Literal["submit", "poll"]
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds: either a number of seconds or an HTTP-date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if math.isnan(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+class Transport:
+    """Sends every API request of one client. Nothing else in the SDK does HTTP to the API."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        base_url: str,
+        api_key: str,
+        retry: RetryPolicy,
+        limiter: RequestLimiter,
+        timeout: float,
+        codes: Mapping[int, type[APIError]] = APIKLEY_CODES,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._session = session
+        self._base_url = base_url.rstrip("/")
+        self._headers = {
+            "Authorization": f"Bearer {api_key}",
+            "Accept": "application/json",
+            "User-Agent": f"suno-mp4/{__version__}",
+        }
+        self.retry = retry
+        self.limiter = limiter
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._codes = codes
+        self._rng = rng or random.Random()
+        #: Counters for benchmarks and tests: requests sent by kind.
+        self.sent: dict[str, int] = {"submit": 0, "poll": 0}
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        return self._session
+
+    def __repr__(self) -> str:
+        return f"<Transport {self._base_url}>"  # never the key
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        kind: Kind,
+        json_body: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+        task_id: str | None = None,
+    ) -> Any:
+        """Send one API request (with the retries its kind allows) and return the ``data``."""
+        retry = 0
+        while True:
+            permit = await self.limiter.acquire(
+                PRIORITY_SUBMIT if kind == "submit" else PRIORITY_POLL
+            )
+            try:
+                data = await self._send_once(method, path, json_body, params, task_id, kind)
+            except (APIError, TransportError) as exc:
+                permit.release(ok=False)
+                delay = self._retry_delay(exc, kind, retry, permit)
+                if delay is None:
+                    raise
+                retry += 1
+                logger.info("retrying %s %s in %.2f s after %s", method, path, delay, exc)
+                await anyio.sleep(delay)
+                continue
+            except BaseException:
+                permit.release(ok=False)
+                raise
+            permit.release()
+            return data
+
+    def _retry_delay(
+        self, exc: APIError | TransportError, kind: Kind, retry: int, permit: Permit
+    ) -> float | None:
+        """Seconds to wait before re-sending, or ``None`` if this failure must surface."""
+        if retry + 1 >= self.retry.attempts:
+            return None
+        backoff = self.retry.backoff(retry, self._rng)
+        if isinstance(exc, RateLimitError):
+            if exc.retry_after is not None and exc.retry_after > self.retry.max_retry_after:
+                return None
+            # The pause applies client-wide; this request then queues in the limiter.
+            self.limiter.throttle(permit, exc.retry_after, backoff)
+            return 0.0
+        if isinstance(exc, APIError) and exc.retryable:  # 455 maintenance
+            return backoff
+        if kind == "submit":
+            # Only where the server certainly did not take the job: never bill twice.
+            if isinstance(exc, TransportError) and not exc.sent:
+                return backoff
+            return None
+        if isinstance(exc, TransportError | ServerError):
+            return backoff
+        return None
+
+    async def _send_once(
+        self,
+        method: str,
+        path: str,
+        json_body: Mapping[str, Any] | None,
+        params: Mapping[str, str] | None,
+        task_id: str | None,
+        kind: Kind,
+    ) -> Any:
+        url = self._base_url + path
+        self.sent[kind] += 1
+        with map_exceptions(path):
+            async with self._session.request(
+                method,
+                url,
+                json=json_body,
+                params=params,
+                headers=self._headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+            ) as resp:
+                body = await resp.read()
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                status = resp.status
+        return self._decode(path, status, body, retry_after, task_id)
+
+    def _decode(
+        self, path: str, status: int, body: bytes, retry_after: float | None, task_id: str | None
+    ) -> Any:
+        """The envelope: the body's ``code`` is the truth, whatever the HTTP status says."""
+        try:
+            envelope = json.loads(body)
+        except ValueError:
+            envelope = None
+        if not isinstance(envelope, dict) or not isinstance(envelope.get("code"), int):
+            # A proxy's bare error page, or something that is no envelope at all.
+            snippet = body[:120].decode("utf-8", "replace").strip()
+            code = status if status >= 400 else 500
+            msg = f"HTTP {status} without a JSON envelope" + (f": {snippet!r}" if snippet else "")
+            raise error_for_code(
+                code,
+                msg,
+                table=self._codes,
+                endpoint=path,
+                task_id=task_id,
+                http_status=status,
+                retry_after=retry_after,
+            )
+        code = envelope["code"]
+        if code in _SUCCESS_CODES and status < 400:
+            return envelope.get("data")
+        raw_msg = envelope.get("msg")
+        raise error_for_code(
+            code if code not in _SUCCESS_CODES else status,
+            raw_msg if isinstance(raw_msg, str) else "",
+            table=self._codes,
+            endpoint=path,
+            task_id=task_id,
+            http_status=status,
+            retry_after=retry_after,
+        )
