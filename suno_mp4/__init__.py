@@ -29,6 +29,7 @@ from ._errors import (
 from ._jobs import JobRegistry, VideoJob, as_completed
 from ._models import CallbackPayload, MusicVideo, TaskStatus, VideoDetails, VideoRequest
 from ._policies import PollPolicy, RateLimit, RetryPolicy
+from ._store import JobRecord, JobStore, MemoryJobStore, SQLiteJobStore
 from ._version import __version__
 
 __all__ = [
@@ -48,14 +49,18 @@ __all__ = [
     "ConflictError",
     "InsufficientCreditsError",
     "InvalidRequestError",
+    "JobRecord",
     "JobRegistry",
+    "JobStore",
     "JobTimeoutError",
+    "MemoryJobStore",
     "MusicVideo",
     "NotFoundError",
     "PollPolicy",
     "RateLimit",
     "RateLimitError",
     "RetryPolicy",
+    "SQLiteJobStore",
     "ServerError",
     "ServiceUnavailableError",
     "SunoMp4Error",

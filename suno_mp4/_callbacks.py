@@ -124,9 +124,9 @@ class CallbackListener:
         """Serve on our own port (not used in attach mode)."""
         app = web.Application(client_max_size=self.max_body)
         app.router.add_post(self.route, self.handle)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, shutdown_timeout=0.5)
+        site = web.TCPSite(runner, self.host, self.port)
         try:
             await site.start()
         except BaseException:

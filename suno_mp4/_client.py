@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
+import time
+import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from contextlib import AsyncExitStack
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -15,21 +19,36 @@ import anyio
 import attrs
 import cattrs
 from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._callbacks import CallbackListener
 from ._convert import converter
+from ._download import Progress, download
 from ._errors import (
     APIKLEY_CODES,
     APIError,
     ClientClosedError,
     InvalidRequestError,
+    JobTimeoutError,
     ServerError,
     SunoMp4Error,
+    TransportError,
 )
 from ._jobs import JobRegistry, VideoJob
 from ._models import MusicVideo, VideoDetails, VideoRequest
 from ._policies import PollPolicy, RateLimit, RequestLimiter, RetryPolicy
 from ._poller import Poller
+from ._store import (
+    DONE,
+    FAILED,
+    SUBMITTED,
+    SUBMITTING,
+    UNKNOWN,
+    JobRecord,
+    JobStore,
+    MemoryJobStore,
+    new_key,
+)
 from ._transport import Transport
 
 __all__ = ["DEFAULT_BASE_URL", "NO_CALLBACK_URL", "BatchResult", "Client"]
@@ -80,7 +99,7 @@ class Client:
         poll: PollPolicy | None = None,
         retry: RetryPolicy | None = None,
         rate_limit: RateLimit | None = None,
-        store: object | None = None,
+        store: JobStore | None = None,
         timeout: float = 30.0,
         max_connections: int = 100,
         codes: Mapping[int, type[APIError]] = APIKLEY_CODES,
@@ -109,7 +128,9 @@ class Client:
         self.max_connections = max_connections
         self._codes = codes
         self._rng = random.Random(seed)
-        self._store = store
+        self.store: JobStore = store if store is not None else MemoryJobStore()
+        self._record_keys: dict[str, str] = {}
+        self._batches: weakref.WeakSet[Batch] = weakref.WeakSet()
         self.registry = JobRegistry()
         self.limiter = RequestLimiter(rate_limit)
         self._transport: Transport | None = None
@@ -153,14 +174,20 @@ class Client:
                 if not listener.attached:
                     await listener.start()
                     stack.push_async_callback(listener.stop)
-            self._tg = await stack.enter_async_context(anyio.create_task_group())
+            self._tg = anyio.create_task_group()
+            await self._tg.__aenter__()
             self._poller = Poller(
                 self.registry, self.get_video_details, self.poll_policy, rng=self._rng
             )
             self.registry.poller = self._poller
             await self._tg.start(self._poller.run)
         except BaseException:
-            await stack.aclose()
+            if self._tg is not None:
+                self._tg.cancel_scope.cancel()
+                await self._tg.__aexit__(None, None, None)
+                self._tg = None
+            with anyio.CancelScope(shield=True):
+                await stack.aclose()
             self._transport = None
             raise
         self._stack = stack
@@ -187,12 +214,18 @@ class Client:
                 "server: re-attach with client.job(task_id) from a new client"
             )
         )
+        for batch in list(self._batches):
+            batch.close()
         stack, self._stack = self._stack, None
-        if self._tg is not None:
-            self._tg.cancel_scope.cancel()
-        if stack is not None:
-            with anyio.CancelScope(shield=True):
-                await stack.aclose()
+        try:
+            if self._tg is not None:
+                # Background work ends here: the poller, batches, pending store writes.
+                self._tg.cancel_scope.cancel()
+                await self._tg.__aexit__(None, None, None)
+        finally:
+            if stack is not None:
+                with anyio.CancelScope(shield=True):
+                    await stack.aclose()
         self.registry.poller = None
         self.registry.fetch = None
 
@@ -248,14 +281,28 @@ class Client:
             callback_url = self.callbacks.callback_url if self.callbacks else NO_CALLBACK_URL
         body: dict[str, Any] = converter.unstructure(request)
         body["callBackUrl"] = callback_url
-        data = await transport.call("POST", GENERATE, kind="submit", json_body=body)
-        video_task_id = data.get("taskId") if isinstance(data, dict) else None
-        if not isinstance(video_task_id, str) or not video_task_id:
-            raise ServerError(
-                500,
-                f"the API accepted the job but its answer has no taskId: {data!r}",
-                endpoint=GENERATE,
-            )
+        # Write-ahead: if we crash from here on, a restart reports this one as "unknown:
+        # may have been submitted" instead of silently paying for it twice.
+        record = JobRecord(new_key(), request, SUBMITTING, via_listener=via_listener)
+        await self.store.save(record)
+        try:
+            data = await transport.call("POST", GENERATE, kind="submit", json_body=body)
+            video_task_id = data.get("taskId") if isinstance(data, dict) else None
+            if not isinstance(video_task_id, str) or not video_task_id:
+                raise ServerError(
+                    500,
+                    f"the API accepted the job but its answer has no taskId: {data!r}",
+                    endpoint=GENERATE,
+                )
+        except BaseException as exc:
+            taken = isinstance(exc, ServerError) or (isinstance(exc, TransportError) and exc.sent)
+            state = UNKNOWN if taken or not isinstance(exc, SunoMp4Error) else FAILED
+            with anyio.CancelScope(shield=True):
+                await self.store.save(attrs.evolve(record, state=state, error=str(exc)))
+            raise
+        record = attrs.evolve(record, state=SUBMITTED, task_id=video_task_id)
+        with anyio.CancelScope(shield=True):
+            await self.store.save(record)
         job = VideoJob(
             video_task_id,
             request,
@@ -263,7 +310,64 @@ class Client:
             deadline=self._deadline(),
             via_listener=via_listener,
         )
-        return self.registry.register(job)
+        return self._track(job, record)
+
+    def _track(self, job: VideoJob, record: JobRecord | None) -> VideoJob:
+        registered = self.registry.register(job)
+        if registered is job and record is not None:
+            self._record_keys[job.task_id] = record.key
+            job.add_done_callback(functools.partial(self._job_finished, record))
+        return registered
+
+    def _job_finished(self, record: JobRecord, job: VideoJob) -> None:
+        self._record_keys.pop(job.task_id, None)
+        error = job.exception()
+        if isinstance(error, ClientClosedError | JobTimeoutError):
+            return  # the remote task goes on: the record stays resumable
+        if error is None:
+            final = attrs.evolve(record, state=DONE, video=job.result(), updated_at=time.time())
+        else:
+            final = attrs.evolve(record, state=FAILED, error=str(error), updated_at=time.time())
+        if self._tg is not None and not self._closed:
+            self._tg.start_soon(self._save_shielded, final)
+
+    async def _save_shielded(self, record: JobRecord) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.store.save(record)
+
+    async def resume(self) -> AsyncIterator[VideoJob]:
+        """Re-attach every unfinished job of the store (after a restart) and yield it.
+
+        A submission that was under way when the process died (no answer recorded) is not
+        re-sent: it is marked ``unknown`` (it may have been submitted) and listed by
+        :meth:`unknown_submissions`, for you to check before paying for it again.
+        """
+        for record in await self.store.unfinished():
+            if record.state == SUBMITTED and record.task_id:
+                existing = self.registry.get(record.task_id)
+                if existing is not None:
+                    yield existing
+                    continue
+                # The old listener's secret died with the old process: poll these.
+                job = VideoJob(
+                    record.task_id,
+                    record.request,
+                    registry=self.registry,
+                    deadline=self._deadline(),
+                )
+                yield self._track(job, record)
+            elif record.state == SUBMITTING:
+                logger.warning(
+                    "submission of %s/%s was interrupted: it may have been submitted; not "
+                    "re-sent (see client.unknown_submissions())",
+                    record.request.task_id,
+                    record.request.audio_id,
+                )
+                await self.store.save(attrs.evolve(record, state=UNKNOWN))
+
+    async def unknown_submissions(self) -> list[JobRecord]:
+        """Submissions whose outcome is unknown: they may or may not have been made."""
+        return [r for r in await self.store.unfinished() if r.state in (UNKNOWN, SUBMITTING)]
 
     def _deadline(self) -> float | None:
         max_wait = self.poll_policy.max_wait
@@ -288,7 +392,7 @@ class Client:
             deadline=self._deadline(),
             via_listener=expect_callback and self.callbacks is not None,
         )
-        return self.registry.register(job)
+        return self._track(job, None)
 
     async def get_video_details(self, task_id: str) -> VideoDetails:
         """ "Get Music Video Details" for a video task id (one request, no job involved)."""
@@ -311,6 +415,26 @@ class Client:
             raise ServerError(
                 500, f"malformed details answer: {exc}", endpoint=RECORD_INFO, task_id=task_id
             ) from exc
+
+    async def download(
+        self,
+        video: MusicVideo | str,
+        path: str | os.PathLike[str],
+        *,
+        progress: Progress | None = None,
+    ) -> Path:
+        """Stream a finished video (or a video URL) to ``path`` (a file, or a folder to put
+        it in), and return the file's path.
+
+        Bytes go to a temporary ``.NAME.part`` file beside the target, renamed only when
+        complete: never a half file under the final name. An interrupted download resumes
+        with an HTTP Range request. ``progress(done, total)`` is called as bytes arrive
+        (``total`` is ``None`` if the server does not say). Raises
+        :class:`VideoExpiredError` past the 14-day retention or when the URL answers 404/410.
+        """
+        return await download(
+            self.transport, video, path, progress=progress, retry=self.retry_policy, rng=self._rng
+        )
 
     def create_videos(
         self,
@@ -342,20 +466,27 @@ class Batch:
         self._client = client
         self._requests = requests
         self._max = max_in_flight
-        self._send, self._receive = anyio.create_memory_object_stream[BatchResult](0)
+        self._streams: (
+            tuple[MemoryObjectSendStream[BatchResult], MemoryObjectReceiveStream[BatchResult]]
+            | None
+        ) = None
         self._scope: anyio.CancelScope | None = None
-        self._started = False
+        self._closed = False
+        client._batches.add(self)
 
     def __aiter__(self) -> AsyncIterator[BatchResult]:
         return self
 
     async def __anext__(self) -> BatchResult:
-        if not self._started:
-            self._started = True
-            await self._client.task_group.start(self._run)
+        if self._closed:
+            raise StopAsyncIteration
+        if self._streams is None:
+            self._streams = anyio.create_memory_object_stream[BatchResult](0)
+            await self._client.task_group.start(self._run, self._streams[0])
         try:
-            return await self._receive.receive()
+            return await self._streams[1].receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
+            await self.aclose()
             raise StopAsyncIteration from None
 
     async def __aenter__(self) -> Self:
@@ -366,21 +497,37 @@ class Batch:
 
     async def aclose(self) -> None:
         """Stop submitting; results not yet taken are dropped (their jobs keep running)."""
+        self.close()
+
+    def close(self) -> None:
+        """:meth:`aclose` without awaiting (the client calls it when it closes)."""
+        self._closed = True
         if self._scope is not None:
             self._scope.cancel()
-        self._receive.close()
+        if self._streams is not None:
+            self._streams[1].close()
 
-    async def _run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        with anyio.CancelScope() as scope, self._send:
+    async def _run(
+        self,
+        send: MemoryObjectSendStream[BatchResult],
+        *,
+        task_status: anyio.abc.TaskStatus[None],
+    ) -> None:
+        with anyio.CancelScope() as scope, send:
             self._scope = scope
             task_status.started()
             slots = anyio.Semaphore(self._max)
             async with anyio.create_task_group() as tg:
                 async for request in _aiter(self._requests):
                     await slots.acquire()
-                    tg.start_soon(self._one, request, slots)
+                    tg.start_soon(self._one, request, slots, send)
 
-    async def _one(self, request: VideoRequest, slots: anyio.Semaphore) -> None:
+    async def _one(
+        self,
+        request: VideoRequest,
+        slots: anyio.Semaphore,
+        send: MemoryObjectSendStream[BatchResult],
+    ) -> None:
         job: VideoJob | None = None
         try:
             try:
@@ -389,7 +536,7 @@ class Batch:
             except SunoMp4Error as exc:
                 result = BatchResult(request, error=exc, job=job)
             try:
-                await self._send.send(result)
+                await send.send(result)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 if self._scope is not None:  # nobody reads any more: stop submitting
                     self._scope.cancel()

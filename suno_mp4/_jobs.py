@@ -50,6 +50,7 @@ class VideoJob:
         "poll_generation",
         "polls",
         "request",
+        "resolved_by",
         "task_id",
         "via_listener",
     )
@@ -76,6 +77,8 @@ class VideoJob:
         self.poll_generation = 0
         #: Set by the poller when every waiter left: the job is not polled meanwhile.
         self.detached = False
+        #: What resolved the job: "poll", "callback" or "error" (statistics).
+        self.resolved_by: str | None = None
         self._registry = registry
         self._deadline = deadline
         self._status = TaskStatus.PENDING
@@ -240,6 +243,8 @@ class JobRegistry:
         self._early: OrderedDict[str, tuple[float, CallbackPayload]] = OrderedDict()
         self._early_ttl = early_ttl
         self._early_max = early_max
+        # Recently resolved ids: a late duplicate for one of these is ignored, not buffered.
+        self._recent: OrderedDict[str, None] = OrderedDict()
         self.poller: Poller | None = None
         self.fetch: Callable[[str], Awaitable[VideoDetails]] | None = None
         self.closed: SunoMp4Error | None = None
@@ -262,6 +267,7 @@ class JobRegistry:
         if existing is not None:
             return existing
         if self.closed is not None:
+            job.resolved_by = "error"
             job._resolve(self.closed)
             return job
         self._jobs[job.task_id] = job
@@ -282,29 +288,36 @@ class JobRegistry:
         outcome = outcome_of_details(job, details)
         if outcome is None:
             return False
-        return self._resolve(job, outcome)
+        return self._resolve(job, outcome, "poll")
 
     def apply_callback(self, payload: CallbackPayload) -> bool:
         """A callback. Returns whether it resolved a job; unknown ids are buffered."""
         job = self._jobs.get(payload.task_id)
         if job is None:
-            self._buffer(payload)
+            if payload.task_id in self._recent:
+                self.stats["ignored"] += 1
+            else:
+                self._buffer(payload)
             return False
         outcome = outcome_of_callback(job, payload)
         if outcome is None:
             return False
-        return self._resolve(job, outcome)
+        return self._resolve(job, outcome, "callback")
 
     def fail(self, job: VideoJob, error: SunoMp4Error) -> bool:
         """Resolve ``job`` with ``error`` (a permanent poll error, or its deadline)."""
-        return self._resolve(job, error)
+        return self._resolve(job, error, "error")
 
-    def _resolve(self, job: VideoJob, outcome: Outcome) -> bool:
+    def _resolve(self, job: VideoJob, outcome: Outcome, source: str) -> bool:
         if job.done():
             self.stats["ignored"] += 1
             return False
+        job.resolved_by = source
         if self._jobs.get(job.task_id) is job:
             del self._jobs[job.task_id]
+        self._recent[job.task_id] = None
+        if len(self._recent) > self._early_max:
+            self._recent.popitem(last=False)
         self.stats["resolved"] += 1
         job._resolve(outcome)
         return True
@@ -344,7 +357,7 @@ class JobRegistry:
         """The client is closing: every pending job fails with ``error``; later ones too."""
         self.closed = error
         for job in list(self._jobs.values()):
-            self._resolve(job, error)
+            self._resolve(job, error, "error")
         self._early.clear()
 
 

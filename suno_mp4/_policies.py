@@ -96,6 +96,9 @@ class RetryPolicy:
     #: A ``Retry-After`` longer than this surfaces as ``RateLimitError`` instead of a
     #: silent stall of minutes.
     max_retry_after: float = attrs.field(default=120.0, validator=_non_negative)
+    #: 429s do not use up ``attempts`` (the server certainly did nothing): a request waits
+    #: out rate limiting for at most this many seconds in all, then ``RateLimitError``.
+    max_throttle_wait: float = attrs.field(default=600.0, validator=_non_negative)
 
     def __attrs_post_init__(self) -> None:
         if self.attempts < 1:

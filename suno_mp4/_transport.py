@@ -8,7 +8,8 @@ import logging
 import math
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 import aiohttp
@@ -23,7 +24,7 @@ from ._errors import (
     error_for_code,
     map_exceptions,
 )
-from ._policies import PRIORITY_POLL, PRIORITY_SUBMIT, Permit, RequestLimiter, RetryPolicy
+from ._policies import PRIORITY_POLL, PRIORITY_SUBMIT, RequestLimiter, RetryPolicy
 from ._version import __version__
 
 __all__ = ["Transport"]
@@ -103,15 +104,29 @@ class Transport:
     ) -> Any:
         """Send one API request (with the retries its kind allows) and return the ``data``."""
         retry = 0
+        throttled_since: float | None = None
         while True:
             permit = await self.limiter.acquire(
                 PRIORITY_SUBMIT if kind == "submit" else PRIORITY_POLL
             )
             try:
                 data = await self._send_once(method, path, json_body, params, task_id, kind)
+            except RateLimitError as exc:
+                permit.release(ok=False)
+                now = anyio.current_time()
+                throttled_since = now if throttled_since is None else throttled_since
+                waited = now - throttled_since
+                if (
+                    exc.retry_after is not None and exc.retry_after > self.retry.max_retry_after
+                ) or waited > self.retry.max_throttle_wait:
+                    raise
+                # The pause applies client-wide; this request then queues in the limiter.
+                backoff = max(self.retry.initial_backoff, self.retry.backoff(retry, self._rng))
+                self.limiter.throttle(permit, exc.retry_after, backoff)
+                continue
             except (APIError, TransportError) as exc:
                 permit.release(ok=False)
-                delay = self._retry_delay(exc, kind, retry, permit)
+                delay = self._retry_delay(exc, kind, retry)
                 if delay is None:
                     raise
                 retry += 1
@@ -124,19 +139,11 @@ class Transport:
             permit.release()
             return data
 
-    def _retry_delay(
-        self, exc: APIError | TransportError, kind: Kind, retry: int, permit: Permit
-    ) -> float | None:
+    def _retry_delay(self, exc: APIError | TransportError, kind: Kind, retry: int) -> float | None:
         """Seconds to wait before re-sending, or ``None`` if this failure must surface."""
         if retry + 1 >= self.retry.attempts:
             return None
         backoff = self.retry.backoff(retry, self._rng)
-        if isinstance(exc, RateLimitError):
-            if exc.retry_after is not None and exc.retry_after > self.retry.max_retry_after:
-                return None
-            # The pause applies client-wide; this request then queues in the limiter.
-            self.limiter.throttle(permit, exc.retry_after, backoff)
-            return 0.0
         if isinstance(exc, APIError) and exc.retryable:  # 455 maintenance
             return backoff
         if kind == "submit":
@@ -209,3 +216,19 @@ class Transport:
             http_status=status,
             retry_after=retry_after,
         )
+
+    @asynccontextmanager
+    async def stream(self, url: str, *, offset: int = 0) -> AsyncIterator[aiohttp.ClientResponse]:
+        """GET a file (a video URL), from byte ``offset`` on with a Range request.
+
+        No API key is sent: video URLs may live on another host than the API.
+        """
+        headers = {"User-Agent": self._headers["User-Agent"]}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self._timeout.total, sock_read=self._timeout.total
+        )
+        with map_exceptions(url.split("?", 1)[0]):
+            async with self._session.get(url, headers=headers, timeout=timeout) as resp:
+                yield resp

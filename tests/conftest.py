@@ -1,11 +1,35 @@
-"""Shared fixtures: every test runs on asyncio through the anyio pytest plugin."""
+"""Shared fixtures: every test runs on asyncio through the anyio pytest plugin, against a
+real sandbox server on 127.0.0.1."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
+
+from suno_mp4 import Client, PollPolicy, RetryPolicy
+from suno_mp4.sandbox import Sandbox
+
+#: Quick polling for tests: renders take a fraction of a second in the sandbox.
+FAST_POLL = PollPolicy(initial_delay=0.05, max_interval=0.3, factor=1.5, max_wait=60)
+FAST_RETRY = RetryPolicy(attempts=4, initial_backoff=0.01, max_backoff=0.05)
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     # aiohttp only runs on asyncio.
     return "asyncio"
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    async with Sandbox(render_time=0.1, seed=1) as sb:
+        yield sb
+
+
+@pytest.fixture
+async def client(sandbox: Sandbox) -> AsyncIterator[Client]:
+    async with Client(
+        sandbox.api_key, base_url=sandbox.base_url, poll=FAST_POLL, retry=FAST_RETRY, seed=1
+    ) as c:
+        yield c

@@ -119,7 +119,11 @@ def test_documented_flags(flag: str, ok: bool, final: bool) -> None:
 
 def test_callback_payload_reads_the_snake_case_body() -> None:
     payload = converter.structure(
-        {"code": 200, "msg": "MP4 generated successfully.", "data": {"task_id": "t", "video_url": "u"}},
+        {
+            "code": 200,
+            "msg": "MP4 generated successfully.",
+            "data": {"task_id": "t", "video_url": "u"},
+        },
         CallbackPayload,
     )
     assert (payload.task_id, payload.video_url, payload.ok) == ("t", "u", True)
@@ -137,7 +141,9 @@ _text = st.text(min_size=1, max_size=30)
 _times = st.datetimes(
     min_value=datetime(2001, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
 ).map(lambda d: d.replace(microsecond=(d.microsecond // 1000) * 1000))
-_flags = st.sampled_from([s.value for s in TaskStatus]) | st.from_regex(r"[A-Z_]{3,20}", fullmatch=True)
+_flags = st.sampled_from([s.value for s in TaskStatus]) | st.from_regex(
+    r"[A-Z_]{3,20}", fullmatch=True
+)
 
 
 @given(

@@ -1,0 +1,106 @@
+"""Shared benchmark helpers: a sandbox in its own process, percentiles, a table printer."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import aiohttp
+
+
+class SandboxProcess:
+    """``python -m suno_mp4.sandbox`` in a child process, so the client's CPU is its own."""
+
+    def __init__(self, proc: subprocess.Popen[str], base_url: str, api_key: str) -> None:
+        self.proc = proc
+        self.base_url = base_url
+        self.api_key = api_key
+
+    async def admin(self, method: str, path: str, body: Any = None) -> Any:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(method, self.base_url + path, json=body) as resp,
+        ):
+            resp.raise_for_status()
+            return await resp.json()
+
+    async def add_tracks(self, n: int, **fields: Any) -> list[tuple[str, str]]:
+        out = []
+        async with aiohttp.ClientSession() as session:
+            for _ in range(n):
+                async with session.post(self.base_url + "/sandbox/tracks", json=fields) as resp:
+                    data = await resp.json()
+                out.append((data["task_id"], data["audio_id"]))
+        return out
+
+
+@contextmanager
+def sandbox_process(*args: str) -> Iterator[SandboxProcess]:
+    cmd = [sys.executable, "-m", "suno_mp4.sandbox", "--port", "0", *args]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        base_url = api_key = None
+        for _ in range(20):
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if m := re.search(r"(http://127\.0\.0\.1:\d+)", line):
+                base_url = base_url or m.group(1)
+            if m := re.search(r"(sk-sandbox-[0-9a-f]+)", line):
+                api_key = api_key or m.group(1)
+            if base_url and api_key:
+                break
+        if not (base_url and api_key):
+            raise RuntimeError("the sandbox process did not print its URL and key")
+        yield SandboxProcess(proc, base_url, api_key)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100), nearest-rank; NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[k]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table."""
+    cells = [[str(h) for h in headers]] + [[_fmt(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells
+    ]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def dump(path: str, data: Any) -> None:
+    with open(path, "w") as fh:
+        json.dump(data, fh, indent=2)

@@ -1,0 +1,127 @@
+"""Streaming a finished video to disk: temporary file, progress, resume, expiry."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import anyio
+
+from ._errors import (
+    APIError,
+    InvalidRequestError,
+    ServerError,
+    TransportError,
+    VideoExpiredError,
+    error_for_code,
+    map_exceptions,
+)
+from ._models import MusicVideo
+from ._policies import RetryPolicy
+from ._transport import Transport
+
+__all__ = ["Progress", "download"]
+
+logger = logging.getLogger("suno_mp4")
+
+#: ``progress(done_bytes, total_bytes_or_None)``, called as bytes arrive.
+Progress = Callable[[int, int | None], object]
+
+CHUNK = 256 * 1024
+
+
+def target_path(url: str, path: str | os.PathLike[str]) -> Path:
+    """``path`` itself, or the URL's file name inside ``path`` when it is a folder."""
+    target = Path(path)
+    if target.is_dir():
+        name = unquote(Path(urlsplit(url).path).name) or "video.mp4"
+        target = target / name
+    return target
+
+
+async def download(
+    transport: Transport,
+    video: MusicVideo | str,
+    path: str | os.PathLike[str],
+    *,
+    progress: Progress | None = None,
+    retry: RetryPolicy,
+    rng: random.Random,
+    chunk_size: int = CHUNK,
+) -> Path:
+    """Stream ``video`` to ``path``; see :meth:`suno_mp4.Client.download`."""
+    if isinstance(video, MusicVideo):
+        if video.is_expired():
+            raise VideoExpiredError(
+                f"video {video.task_id} expired at {video.expires_at:%Y-%m-%d %H:%M} UTC "
+                "(videos are kept 14 days): create it again"
+            )
+        url = video.video_url
+    else:
+        url = video
+    if not url.startswith(("http://", "https://")):
+        raise InvalidRequestError(f"not a video URL: {url!r}")
+    target = await anyio.to_thread.run_sync(target_path, url, path)
+    await anyio.Path(target.parent).mkdir(parents=True, exist_ok=True)
+    part = target.with_name(f".{target.name}.part")
+    attempt = 0
+    while True:
+        try:
+            await _fetch(transport, url, part, progress, chunk_size)
+            break
+        except (TransportError, ServerError) as exc:
+            attempt += 1
+            if attempt >= retry.attempts:
+                raise
+            delay = retry.backoff(attempt - 1, rng)
+            logger.info("download of %s interrupted (%s); resuming in %.2f s", url, exc, delay)
+            await anyio.sleep(delay)
+    await anyio.Path(part).rename(target)
+    return target
+
+
+async def _fetch(
+    transport: Transport, url: str, part: Path, progress: Progress | None, chunk_size: int
+) -> None:
+    apart = anyio.Path(part)
+    offset = (await apart.stat()).st_size if await apart.exists() else 0
+    async with transport.stream(url, offset=offset) as resp:
+        if resp.status in (404, 410):
+            raise VideoExpiredError(
+                f"video URL answers {resp.status}: the video expired (kept 14 days) or never "
+                "existed"
+            )
+        if resp.status == 416 and offset:
+            await apart.unlink()  # our partial file is no prefix of this one: start over
+            raise TransportError("range not satisfiable; restarting the download", endpoint=url)
+        if resp.status >= 400:
+            err: APIError = error_for_code(
+                resp.status,
+                f"HTTP {resp.status} downloading the video",
+                endpoint=url,
+                http_status=resp.status,
+            )
+            raise err
+        resumed = resp.status == 206 and offset > 0
+        done = offset if resumed else 0
+        total = resp.content_length
+        if total is not None and resumed:
+            total += offset
+        # File writes go to a worker thread: the event loop never waits on the disk.
+        async with await anyio.open_file(part, "ab" if resumed else "wb") as out:
+            if progress is not None:
+                progress(done, total)
+            with map_exceptions(url):
+                async for chunk in resp.content.iter_chunked(chunk_size):
+                    await out.write(chunk)
+                    done += len(chunk)
+                    if progress is not None:
+                        progress(done, total)
+            await out.flush()
+            await anyio.to_thread.run_sync(os.fsync, out.wrapped.fileno())
+        if total is not None and done != total:
+            raise TransportError(f"download ended at {done} of {total} bytes", endpoint=url)

@@ -1,0 +1,216 @@
+"""Durable job records: the ``JobStore`` protocol, an in-memory store and a SQLite store."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import anyio
+import attrs
+
+from ._convert import converter
+from ._models import MusicVideo, VideoRequest
+
+__all__ = ["JobRecord", "JobStore", "MemoryJobStore", "SQLiteJobStore"]
+
+#: Write-ahead state: the POST may or may not have reached the server.
+SUBMITTING = "submitting"
+#: The server answered with a video task id.
+SUBMITTED = "submitted"
+DONE = "done"
+FAILED = "failed"
+#: The submit's outcome is unknown (crash or lost answer): it may have been submitted.
+UNKNOWN = "unknown"
+
+
+@attrs.frozen
+class JobRecord:
+    """What a store knows about one submission."""
+
+    key: str
+    request: VideoRequest
+    state: str
+    task_id: str | None = None
+    via_listener: bool = False
+    video: MusicVideo | None = None
+    error: str | None = None
+    updated_at: float = attrs.field(factory=time.time)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (DONE, FAILED)
+
+
+def new_key() -> str:
+    return uuid.uuid4().hex
+
+
+@runtime_checkable
+class JobStore(Protocol):
+    """Where a client records its jobs so a restarted process can resume them.
+
+    The client calls ``save`` with ``state="submitting"`` *before* each POST, again with the
+    video task id the moment the answer arrives (before ``create_video`` returns), and with
+    the result when the job finishes. Implementations must make each ``save`` durable before
+    returning.
+    """
+
+    async def save(self, record: JobRecord) -> None: ...
+
+    async def get(self, key: str) -> JobRecord | None: ...
+
+    async def find_task(self, task_id: str) -> JobRecord | None: ...
+
+    async def unfinished(self) -> Sequence[JobRecord]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class MemoryJobStore:
+    """The default store: a dict, gone with the process."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, JobRecord] = {}
+        self._by_task: dict[str, str] = {}
+
+    async def save(self, record: JobRecord) -> None:
+        self._records[record.key] = record
+        if record.task_id:
+            self._by_task[record.task_id] = record.key
+
+    async def get(self, key: str) -> JobRecord | None:
+        return self._records.get(key)
+
+    async def find_task(self, task_id: str) -> JobRecord | None:
+        key = self._by_task.get(task_id)
+        return self._records.get(key) if key else None
+
+    async def unfinished(self) -> Sequence[JobRecord]:
+        return [r for r in self._records.values() if not r.finished]
+
+    async def aclose(self) -> None:
+        pass
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    key TEXT PRIMARY KEY,
+    task_id TEXT,
+    state TEXT NOT NULL,
+    request TEXT NOT NULL,
+    via_listener INTEGER NOT NULL DEFAULT 0,
+    video TEXT,
+    error TEXT,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_task ON jobs(task_id);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+"""
+
+
+class SQLiteJobStore:
+    """Jobs in a SQLite file (standard library only): WAL mode, every write committed
+    before ``save`` returns, all database work on a worker thread off the event loop.
+
+    The API key is never stored: records hold requests, ids and results only.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        self._limiter = anyio.CapacityLimiter(1)
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.executescript(_SCHEMA)
+            self._conn = conn
+        return self._conn
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        def call() -> Any:
+            with self._lock:
+                return fn(self._connect(), *args)
+
+        return await anyio.to_thread.run_sync(call, limiter=self._limiter)
+
+    async def save(self, record: JobRecord) -> None:
+        await self._run(_save, record)
+
+    async def get(self, key: str) -> JobRecord | None:
+        rows = await self._run(_select, "key = ?", (key,))
+        return rows[0] if rows else None
+
+    async def find_task(self, task_id: str) -> JobRecord | None:
+        rows = await self._run(_select, "task_id = ?", (task_id,))
+        return rows[-1] if rows else None
+
+    async def unfinished(self) -> Sequence[JobRecord]:
+        rows: list[JobRecord] = await self._run(_select, "state NOT IN ('done', 'failed')", ())
+        return rows
+
+    async def all(self) -> Sequence[JobRecord]:
+        rows: list[JobRecord] = await self._run(_select, "1", ())
+        return rows
+
+    async def aclose(self) -> None:
+        def close() -> None:
+            with self._lock:
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+
+        await anyio.to_thread.run_sync(close)
+
+
+def _save(conn: sqlite3.Connection, record: JobRecord) -> None:
+    conn.execute(
+        "INSERT INTO jobs (key, task_id, state, request, via_listener, video, error, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT(key) DO UPDATE SET task_id=excluded.task_id, state=excluded.state,"
+        " via_listener=excluded.via_listener, video=excluded.video, error=excluded.error,"
+        " updated_at=excluded.updated_at",
+        (
+            record.key,
+            record.task_id,
+            record.state,
+            json.dumps(converter.unstructure(record.request)),
+            int(record.via_listener),
+            json.dumps(converter.unstructure(record.video)) if record.video else None,
+            record.error,
+            record.updated_at,
+        ),
+    )
+
+
+def _select(conn: sqlite3.Connection, where: str, args: tuple[Any, ...]) -> list[JobRecord]:
+    cursor = conn.execute(
+        "SELECT key, task_id, state, request, via_listener, video, error, updated_at FROM jobs"
+        f" WHERE {where} ORDER BY updated_at",
+        args,
+    )
+    out = []
+    for key, task_id, state, request, via_listener, video, error, updated_at in cursor:
+        out.append(
+            JobRecord(
+                key=key,
+                request=converter.structure(json.loads(request), VideoRequest),
+                state=state,
+                task_id=task_id,
+                via_listener=bool(via_listener),
+                video=converter.structure(json.loads(video), MusicVideo) if video else None,
+                error=error,
+                updated_at=updated_at,
+            )
+        )
+    return out

@@ -1,0 +1,332 @@
+"""The ``suno-mp4`` command line (needs the ``cli`` extra: click and rich).
+
+Exit codes: 0 all done, 1 some items failed, 2 usage error, 3 authentication or credits.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+try:
+    import click
+
+    HAVE_CLICK = True
+except ImportError:  # pragma: no cover - the core install has no CLI dependencies
+    HAVE_CLICK = False
+
+T = TypeVar("T")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH = 0, 1, 2, 3
+
+
+def _missing_extra() -> int:
+    print("the suno-mp4 command needs its extra: pip install 'suno-mp4[cli]'", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _mask(text: str, secret: str | None) -> str:
+    if secret and len(secret) >= 4:
+        text = text.replace(secret, secret[:2] + "…" + secret[-2:] if len(secret) > 8 else "…")
+    return text
+
+
+async def run_demo(out_dir: Path, *, render: bool | None = None) -> dict[str, Any]:
+    """Start a sandbox, make a video of the demo track through the SDK with a callback
+    listener, download it, and return what happened (path, size, duration, seconds)."""
+    import anyio
+
+    from . import CallbackListener, Client, PollPolicy
+    from .sandbox import Sandbox
+
+    start = time.perf_counter()
+    sandbox_options: dict[str, Any] = {"render_time": 0.5}
+    if render is not None:
+        sandbox_options["render"] = render
+    async with Sandbox(**sandbox_options) as sb:
+        task_id, audio_id = sb.add_track(title="suno-mp4 demo")
+        poll = PollPolicy(initial_delay=1.0, fallback_interval=5.0, max_wait=110)
+        listener = CallbackListener()
+        async with Client(
+            sb.api_key, base_url=sb.base_url, callbacks=listener, poll=poll
+        ) as client:
+            job = await client.create_video(
+                task_id, audio_id, author="suno-mp4 demo", domain_name="suno-mp4.example"
+            )
+            with anyio.fail_after(110):
+                video = await job
+            path = await client.download(video, out_dir / f"{video.task_id}.mp4")
+    info: dict[str, Any] = {
+        "video_task_id": video.task_id,
+        "video_url": video.video_url,
+        "resolved_by": job.resolved_by,
+        "path": str(path),
+        "size_bytes": path.stat().st_size,
+        "expires_at": video.expires_at.isoformat(),
+    }
+    try:
+        from .sandbox._probe import probe
+
+        media = probe(path)
+        info["duration_s"] = round(media.duration, 2)
+        info["video"] = f"{media.video_codec} {media.width}x{media.height} {media.fps:g} fps"
+        info["audio"] = media.audio_codec
+    except Exception as exc:  # a placeholder file is no MP4: say so, do not fail the demo
+        info["duration_s"] = None
+        info["note"] = f"not a playable MP4 ({type(exc).__name__}): rendering is off"
+    info["seconds"] = round(time.perf_counter() - start, 2)
+    return info
+
+
+if HAVE_CLICK:
+    from ._cli_batch import batch_command
+    from ._client import Client
+
+    class _Context:
+        def __init__(self, api_key: str | None, base_url: str | None, debug: bool) -> None:
+            self.api_key = api_key
+            self.base_url = base_url
+            self.debug = debug
+
+        def client(self, **kw: Any) -> Client:
+            return Client(self.api_key, base_url=self.base_url, **kw)
+
+        def run(self, fn: Callable[[], Awaitable[T]]) -> T:
+            """Run ``fn`` on asyncio; SDK errors become one readable line and an exit code."""
+            import anyio
+
+            from . import (
+                AuthenticationError,
+                InsufficientCreditsError,
+                InvalidRequestError,
+                SunoMp4Error,
+            )
+
+            try:
+                return anyio.run(fn)
+            except (AuthenticationError, InsufficientCreditsError) as exc:
+                self._fail(exc, EXIT_AUTH)
+            except InvalidRequestError as exc:
+                self._fail(exc, EXIT_USAGE)
+            except SunoMp4Error as exc:
+                self._fail(exc, EXIT_FAILED)
+            raise AssertionError("unreachable")
+
+        def _fail(self, exc: BaseException, code: int) -> None:
+            if self.debug:
+                traceback.print_exception(exc)
+            click.echo(f"error: {_mask(str(exc), self.api_key)}", err=True)
+            sys.exit(code)
+
+    pass_ctx = click.make_pass_decorator(_Context)
+
+    @click.group()
+    @click.version_option(package_name="suno-mp4")
+    @click.option(
+        "--api-key",
+        envvar="APIKLEY_API_KEY",
+        show_envvar=True,
+        help="API key (default: $APIKLEY_API_KEY). Never printed.",
+    )
+    @click.option("--base-url", envvar="SUNO_MP4_BASE_URL", show_envvar=True, help="API server.")
+    @click.option("--debug", is_flag=True, help="Show tracebacks.")
+    @click.pass_context
+    def cli(ctx: click.Context, api_key: str | None, base_url: str | None, debug: bool) -> None:
+        """Turn generated music into music videos (Suno-compatible music-video API)."""
+        ctx.obj = _Context(api_key, base_url, debug)
+
+    def _print_video(video: Any, path: Path | None, as_json: bool) -> None:
+        data = {
+            "video_task_id": video.task_id,
+            "video_url": video.video_url,
+            "expires_at": video.expires_at.isoformat(),
+            "path": str(path) if path else None,
+        }
+        if as_json:
+            click.echo(json.dumps(data))
+        else:
+            for key, value in data.items():
+                if value is not None:
+                    click.echo(f"{key}: {value}")
+
+    @cli.command()
+    @click.argument("task_id")
+    @click.argument("audio_id")
+    @click.option("--author", help="Signature on the cover (at most 50 characters).")
+    @click.option("--domain", "domain_name", help="Watermark at the bottom (at most 50).")
+    @click.option("--wait", "wait_", is_flag=True, help="Wait for the video.")
+    @click.option("--timeout", type=float, default=None, help="Seconds to wait at most.")
+    @click.option("--download", type=click.Path(path_type=Path), help="Download it here.")
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    @pass_ctx
+    def create(
+        obj: _Context,
+        task_id: str,
+        audio_id: str,
+        author: str | None,
+        domain_name: str | None,
+        wait_: bool,
+        timeout: float | None,
+        download: Path | None,
+        as_json: bool,
+    ) -> None:
+        """Create a music video for a track (music TASK_ID and AUDIO_ID)."""
+
+        async def go() -> None:
+            async with obj.client() as client:
+                job = await client.create_video(
+                    task_id, audio_id, author=author, domain_name=domain_name
+                )
+                if not (wait_ or download):
+                    if as_json:
+                        click.echo(json.dumps({"video_task_id": job.task_id}))
+                    else:
+                        click.echo(f"video_task_id: {job.task_id}")
+                    return
+                video = await job.wait(timeout)
+                path = await client.download(video, download) if download else None
+                _print_video(video, path, as_json)
+
+        obj.run(go)
+
+    @cli.command()
+    @click.argument("video_task_id")
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    @pass_ctx
+    def status(obj: _Context, video_task_id: str, as_json: bool) -> None:
+        """Show what the API says about a video task."""
+        from ._convert import unstructure_details
+
+        async def go() -> None:
+            async with obj.client() as client:
+                details = await client.get_video_details(video_task_id)
+            if as_json:
+                click.echo(json.dumps(unstructure_details(details), default=str))
+                return
+            rows = [
+                ("task", details.task_id),
+                ("status", details.status.value),
+                ("video url", details.video_url or "-"),
+                ("music task", details.music_id or "-"),
+                ("audio id", details.audio_id or "-"),
+                ("created", details.created_at.isoformat() if details.created_at else "-"),
+                ("completed", details.completed_at.isoformat() if details.completed_at else "-"),
+            ]
+            if details.error_code is not None or details.error_message:
+                rows.append(("error", f"{details.error_code}: {details.error_message}"))
+            _table(rows)
+
+        obj.run(go)
+
+    def _table(rows: list[tuple[str, str]]) -> None:
+        if sys.stdout.isatty():
+            from rich.console import Console
+            from rich.table import Table
+
+            table = Table(show_header=False)
+            for key, value in rows:
+                table.add_row(key, value)
+            Console().print(table)
+        else:
+            for key, value in rows:
+                click.echo(f"{key}: {value}")
+
+    @cli.command()
+    @click.argument("video_task_id")
+    @click.option("--timeout", type=float, default=None, help="Seconds to wait at most.")
+    @click.option("--download", type=click.Path(path_type=Path), help="Download it here.")
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    @pass_ctx
+    def wait(
+        obj: _Context,
+        video_task_id: str,
+        timeout: float | None,
+        download: Path | None,
+        as_json: bool,
+    ) -> None:
+        """Wait for a video task made earlier, and optionally download the video."""
+
+        async def go() -> None:
+            async with obj.client() as client:
+                video = await client.job(video_task_id).wait(timeout)
+                path = await client.download(video, download) if download else None
+                _print_video(video, path, as_json)
+
+        obj.run(go)
+
+    @cli.command()
+    @click.argument("url_or_task_id")
+    @click.argument("path", type=click.Path(path_type=Path))
+    @pass_ctx
+    def download(obj: _Context, url_or_task_id: str, path: Path) -> None:
+        """Download a video by its URL or its video task id."""
+        from . import VideoExpiredError
+
+        async def go() -> Path:
+            async with obj.client() as client:
+                url = url_or_task_id
+                if not url.startswith(("http://", "https://")):
+                    details = await client.get_video_details(url)
+                    if not details.video_url:
+                        raise VideoExpiredError(
+                            f"task {url} has no video (status {details.status.value})"
+                        )
+                    url = details.video_url
+                return await client.download(url, path)
+
+        click.echo(str(obj.run(go)))
+
+    cli.add_command(batch_command)
+
+    @cli.command()
+    @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default="demo-out")
+    @click.option("--render/--no-render", default=None, help="Real MP4 rendering (needs ffmpeg).")
+    def demo(out_dir: Path, render: bool | None) -> None:
+        """Make one music video end to end against a local sandbox."""
+        import anyio
+
+        info = anyio.run(functools.partial(run_demo, out_dir, render=render))
+        for key, value in info.items():
+            click.echo(f"{key:>14}: {value}")
+
+    @cli.command(
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        add_help_option=False,
+    )
+    @click.pass_context
+    def sandbox(ctx: click.Context) -> None:
+        """Run the local sandbox server (--help lists its options)."""
+        from .sandbox import main as sandbox_main
+
+        ctx.exit(sandbox_main(list(ctx.args)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``suno-mp4`` command."""
+    if not HAVE_CLICK:
+        return _missing_extra()
+    if os.name == "posix":
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `suno-mp4 status x | head` is fine
+    try:
+        code = cli.main(args=argv, prog_name="suno-mp4", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_USAGE
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 0
+    return code if isinstance(code, int) else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""``python -m suno_mp4.sandbox``: run the sandbox as a server of its own until SIGINT or
+SIGTERM. The first line on stdout holds its base URL and API key, for scripts to read."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+import anyio
+
+from ._faults import Faults
+from ._renderer import PlaceholderRenderer, Renderer
+from ._server import Sandbox
+
+__all__ = ["build_arg_parser", "main", "sandbox_from_args"]
+
+
+def _render_time(text: str) -> float | tuple[float, float]:
+    try:
+        if "," in text:
+            low, high = (float(part) for part in text.split(","))
+            return low, high
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SECONDS or LO,HI, got {text!r}") from None
+
+
+def _rate_limit(text: str) -> tuple[int, float]:
+    try:
+        requests, _, per = text.partition("/")
+        return int(requests), float(per or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected REQUESTS/SECONDS, got {text!r}") from None
+
+
+def _fault(text: str) -> tuple[str, float | None]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return name.strip(), None if value.strip().lower() == "none" else float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{name}: expected a number, got {value!r}") from None
+
+
+def build_arg_parser(prog: str = "python -m suno_mp4.sandbox") -> argparse.ArgumentParser:
+    """The sandbox's command-line options (shared with ``suno-mp4 sandbox``)."""
+    p = argparse.ArgumentParser(
+        prog=prog, description="Run a local sandbox of the music-video API until Ctrl-C."
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8765, help="0 picks a free port (%(default)s)")
+    p.add_argument("--api-key", help="the accepted key (default: a random sk-sandbox-...)")
+    p.add_argument("--credits", type=int, default=1_000_000, help="starting credits")
+    p.add_argument("--video-cost", type=int, default=1, help="credits per video")
+    p.add_argument(
+        "--render-time",
+        type=_render_time,
+        default=0.2,
+        metavar="SECONDS|LO,HI",
+        help="seconds from submit to result, fixed or drawn per task (default: %(default)s)",
+    )
+    p.add_argument(
+        "--render-time-per-audio-second",
+        type=float,
+        metavar="SECONDS",
+        help="extra render time per second of audio",
+    )
+    p.add_argument(
+        "--rate-limit", type=_rate_limit, metavar="N/SECONDS", help="e.g. 10/1: sliding window"
+    )
+    p.add_argument("--hmac-key", help="sign callbacks (X-Webhook-Signature)")
+    p.add_argument("--time-format", choices=["ms", "string"], default="ms")
+    p.add_argument(
+        "--conflict-on-duplicate", action="store_true", help="answer 409 to a second submit"
+    )
+    p.add_argument("--callback-retries", type=int, default=3, help="attempts per callback")
+    p.add_argument("--seed", type=int, help="seed the fault and render-time draws")
+    p.add_argument("--video-dir", type=Path, help="keep videos here (default: a temp dir)")
+    p.add_argument("--render", action="store_true", help="real MP4 rendering (needs ffmpeg)")
+    p.add_argument(
+        "--placeholder-size", type=int, default=4096, metavar="BYTES", help="placeholder size"
+    )
+    p.add_argument(
+        "--fault",
+        type=_fault,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="inject a fault, e.g. callback_drop=0.2 (repeatable; names as in Faults)",
+    )
+    p.add_argument(
+        "--tracks", type=int, default=0, metavar="N", help="register N synthetic tracks at start"
+    )
+    return p
+
+
+def sandbox_from_args(args: argparse.Namespace) -> Sandbox:
+    """A Sandbox configured from parsed options; ValueError for settings that clash."""
+    faults = Faults()
+    faults.update(dict(args.fault))
+    renderer: Renderer | None = None if args.render else PlaceholderRenderer(args.placeholder_size)
+    return Sandbox(
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key,
+        credits=args.credits,
+        video_cost=args.video_cost,
+        render_time=args.render_time,
+        render_time_per_audio_second=args.render_time_per_audio_second,
+        rate_limit=args.rate_limit,
+        hmac_key=args.hmac_key,
+        time_format=args.time_format,
+        conflict_on_duplicate=args.conflict_on_duplicate,
+        faults=faults,
+        renderer=renderer,
+        render=args.render,
+        callback_retries=args.callback_retries,
+        seed=args.seed,
+        video_dir=args.video_dir,
+    )
+
+
+async def serve(sandbox: Sandbox, tracks: int = 0) -> None:
+    """Run ``sandbox`` until SIGINT or SIGTERM, then stop it cleanly."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with sandbox:
+            print(f"sandbox at {sandbox.base_url} api key {sandbox.api_key}", flush=True)
+            for _ in range(tracks):
+                task_id, audio_id = sandbox.add_track()
+                print(f"track: taskId={task_id} audioId={audio_id}", flush=True)
+            print("admin routes under /sandbox/; Ctrl-C or SIGTERM stops", flush=True)
+            async for _ in signals:
+                break
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: parse ``argv`` (default ``sys.argv[1:]``), serve, return the exit code."""
+    parser = build_arg_parser()
+    args = parser.parse_args(argv)
+    try:
+        sandbox = sandbox_from_args(args)
+    except (ValueError, ImportError) as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        anyio.run(serve, sandbox, args.tracks)
+    except OSError as exc:  # the port is taken, or the host cannot be bound
+        print(f"{parser.prog}: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0

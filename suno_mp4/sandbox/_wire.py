@@ -1,0 +1,91 @@
+"""The API's JSON shapes, written by hand: the sandbox is an independent fake of the real
+server and must not borrow the SDK's converter (a shared bug would then go unnoticed)."""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+from urllib.parse import urlsplit
+
+from ._state import Flag, VideoTaskRecord
+
+__all__ = [
+    "MAX_BRANDING",
+    "TimeFormat",
+    "callback_body",
+    "envelope",
+    "format_time",
+    "record_info",
+    "validate_generate",
+]
+
+TimeFormat = Literal["ms", "string"]
+
+#: author and domainName: "Maximum 50 characters" (seed).
+MAX_BRANDING = 50
+
+
+def envelope(code: int, msg: str, data: object = None) -> dict[str, object]:
+    return {"code": code, "msg": msg, "data": data}
+
+
+def format_time(at: float | None, time_format: TimeFormat) -> int | str | None:
+    """Epoch milliseconds, or the "YYYY-MM-DD HH:MM:SS" (UTC) strings another provider
+    documents."""
+    if at is None:
+        return None
+    if time_format == "ms":
+        return round(at * 1000)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(at))
+
+
+def record_info(record: VideoTaskRecord, time_format: TimeFormat) -> dict[str, object]:
+    """The ``data`` of Get Music Video Details."""
+    return {
+        "taskId": record.task_id,
+        "musicId": record.music_task_id,
+        "audioId": record.audio_id,
+        "callbackUrl": record.callback_url,
+        "musicIndex": record.music_index,
+        "completeTime": format_time(record.completed_at, time_format),
+        "response": None if record.video_url is None else {"videoUrl": record.video_url},
+        "successFlag": record.status.value,
+        "createTime": format_time(record.created_at, time_format),
+        "errorCode": record.error_code,
+        "errorMessage": record.error_message,
+    }
+
+
+def callback_body(record: VideoTaskRecord) -> dict[str, object]:
+    """What is POSTed to callBackUrl (note the snake_case keys, unlike the rest)."""
+    data = {"task_id": record.task_id, "video_url": record.video_url}
+    if record.status is Flag.GENERATE_MP4_FAILED:
+        msg = f"Build Failed - Audio mp4 generation failed: {record.error_message}"
+        return envelope(500, msg, data)
+    return envelope(200, "MP4 generated successfully.", data)
+
+
+def validate_generate(body: dict[str, object]) -> str | None:
+    """The first reason the Create Music Video body fails validation, or None."""
+    for name in ("taskId", "audioId", "callBackUrl"):
+        value = body.get(name)
+        if value is None:
+            return f"{name} is required"
+        if not isinstance(value, str) or not value.strip():
+            return f"{name} must be a non-empty string"
+    try:
+        url = urlsplit(str(body["callBackUrl"]))
+        absolute = url.scheme in ("http", "https") and bool(url.hostname)
+    except ValueError:  # e.g. an unclosed "[" of an IPv6 host
+        absolute = False
+    if not absolute:
+        return "callBackUrl must be an absolute http or https URL"
+    for name in ("author", "domainName"):
+        value = body.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            return f"{name} must be a string"
+        if len(value) > MAX_BRANDING:
+            return f"{name} must be at most {MAX_BRANDING} characters, got {len(value)}"
+    return None

@@ -1,0 +1,207 @@
+"""The callback listener: own port, attach to a host app, secrets, signatures, bad bodies."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import anyio
+import pytest
+from aiohttp import web
+
+from suno_mp4 import CallbackListener, Client, PollPolicy, VideoGenerationError
+from suno_mp4._callbacks import sign
+from suno_mp4.sandbox import Faults, Sandbox
+
+from .conftest import FAST_RETRY
+
+pytestmark = pytest.mark.anyio
+
+#: Listener mode: the safety poll is far away, so a callback is what resolves jobs.
+SLOW_SAFETY = PollPolicy(initial_delay=0.05, max_interval=0.3, fallback_interval=30, max_wait=60)
+
+
+def _client(sb: Sandbox, listener: CallbackListener, **kw: object) -> Client:
+    options: dict[str, object] = {"poll": SLOW_SAFETY, "retry": FAST_RETRY, "seed": 5}
+    options.update(kw)
+    return Client(sb.api_key, base_url=sb.base_url, callbacks=listener, **options)  # type: ignore[arg-type]
+
+
+async def test_listener_mode_resolves_on_the_callback_without_polling(sandbox: Sandbox) -> None:
+    listener = CallbackListener()
+    async with _client(sandbox, listener) as client:
+        jobs = [await client.create_video(*sandbox.add_track()) for _ in range(5)]
+        with anyio.fail_after(10):
+            videos = [await job for job in jobs]
+        assert listener.callback_url.startswith(f"http://127.0.0.1:{listener.port}/suno-mp4/")
+    assert [j.resolved_by for j in jobs] == ["callback"] * 5
+    assert [j.polls for j in jobs] == [0] * 5
+    assert sum(sandbox.stats.polls.values()) == 0
+    assert [v.video_url for v in videos] == [sandbox.task(j.task_id).video_url for j in jobs]
+
+
+async def test_callback_before_submit_response_resolves_job() -> None:
+    async with Sandbox(render_time=0.1, faults=Faults(callback_early=1.0)) as sb:
+        async with _client(sb, CallbackListener()) as client:
+            job = await client.create_video(*sb.add_track())
+            # The callback was delivered before create_video returned: already buffered.
+            with anyio.fail_after(5):
+                video = await job
+    assert sb.stats.callbacks_early >= 1
+    assert job.resolved_by == "callback" and job.polls == 0
+    assert video.video_url == sb.task(job.task_id).video_url
+
+
+async def test_duplicate_callbacks_resolve_once(sandbox: Sandbox) -> None:
+    sandbox.faults.callback_duplicate = 1.0
+    listener = CallbackListener()
+    async with _client(sandbox, listener) as client:
+        job = await client.create_video(*sandbox.add_track())
+        with anyio.fail_after(5):
+            first = await job
+            # A late copy (as a sender's retry would be) changes nothing, and is not buffered.
+            body = _body(job.task_id)
+            assert await _post(listener.callback_url, body) == 200
+    assert job.result() == first and first.video_url != "http://evil/x.mp4"
+    assert client.registry.stats["resolved"] == 1
+    assert client.registry.stats["ignored"] >= 1
+    assert client.registry.early_count == 0
+    assert sandbox.stats.callbacks_duplicated >= 1
+
+
+async def test_lost_callback_only_delays_through_the_safety_poll(sandbox: Sandbox) -> None:
+    sandbox.faults.callback_drop = 1.0
+    poll = PollPolicy(initial_delay=0.05, fallback_interval=0.3, max_wait=60)
+    async with _client(sandbox, CallbackListener(), poll=poll) as client:
+        job = await client.create_video(*sandbox.add_track())
+        start = anyio.current_time()
+        with anyio.fail_after(5):
+            await job
+        assert anyio.current_time() - start >= 0.2  # not before the safety poll
+    assert job.resolved_by == "poll"
+
+
+async def test_failure_callback_raises_video_generation_error(sandbox: Sandbox) -> None:
+    async with _client(sandbox, CallbackListener()) as client:
+        job = await client.create_video(*sandbox.add_track(fail="bad audio"))
+        with anyio.fail_after(5), pytest.raises(VideoGenerationError) as info:
+            await job
+    assert job.resolved_by == "callback"
+    assert info.value.error_code == 500 and "bad audio" in (info.value.error_message or "")
+
+
+async def test_signed_callbacks_verify_with_hmac_key() -> None:
+    async with Sandbox(render_time=0.1, hmac_key="whsec") as sb:
+        async with _client(sb, CallbackListener(hmac_key="whsec")) as client:
+            job = await client.create_video(*sb.add_track())
+            with anyio.fail_after(5):
+                await job
+    assert job.resolved_by == "callback"
+
+
+# Refusals: nothing resolves, and each gets the right 4xx.
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[tuple[Sandbox, Client, CallbackListener]]:
+    async with Sandbox(render_time=30) as sb:
+        listener = CallbackListener(hmac_key=b"k3y", max_body=4096)
+        async with _client(sb, listener) as client:
+            yield sb, client, listener
+
+
+async def _post(url: str, body: bytes, headers: dict[str, str] | None = None) -> int:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            url, data=body, headers={"Content-Type": "application/json", **(headers or {})}
+        ) as resp,
+    ):
+        await resp.read()
+        return resp.status
+
+
+def _signed(task_id: str, key: bytes = b"k3y", at: float | None = None) -> dict[str, str]:
+    stamp = str(int(time.time() if at is None else at))
+    return {"X-Webhook-Timestamp": stamp, "X-Webhook-Signature": sign(key, task_id, stamp)}
+
+
+def _body(task_id: str) -> bytes:
+    return json.dumps(
+        {"code": 200, "msg": "ok", "data": {"task_id": task_id, "video_url": "http://evil/x.mp4"}}
+    ).encode()
+
+
+async def test_refused_callbacks_resolve_nothing(
+    running: tuple[Sandbox, Client, CallbackListener],
+) -> None:
+    sb, client, listener = running
+    job = await client.create_video(*sb.add_track())
+    good = listener.callback_url
+    base = good.rsplit("/", 1)[0]
+    tid = job.task_id
+    cases = [
+        (f"{base}/wrong-secret", _body(tid), _signed(tid), 403),
+        (f"{base}/", _body(tid), _signed(tid), 404),
+        (good, _body(tid), {}, 401),  # unsigned
+        (good, _body(tid), _signed(tid, key=b"other"), 401),  # badly signed
+        (good, _body(tid), _signed(tid, at=time.time() - 3600), 401),  # stale: replay
+        (good, _body(tid), {**_signed(tid), "X-Webhook-Timestamp": "soon"}, 401),
+        (good, b"{not json", _signed(tid), 400),
+        (good, b"\xff\xfe", _signed(tid), 400),
+        (good, b'{"code": 200, "data": []}', _signed(tid), 422),
+        (good, b'{"code": "200", "msg": "", "data": {"task_id": "x"}}', _signed(tid), 422),
+        (good, b'{"code": 200, "msg": "", "data": {"video_url": "u"}}', _signed(tid), 422),
+        (good, b"[" + b" " * 5000 + b"]", _signed(tid), 413),
+    ]
+    with anyio.fail_after(10):
+        for url, body, headers, expected in cases:
+            assert await _post(url, body, headers) == expected, (url, body[:40], headers)
+    assert not job.done()
+    assert client.registry.stats["resolved"] == 0
+    # A correct, signed callback still gets through afterwards.
+    assert await _post(good, _body(tid), _signed(tid)) == 200
+    assert job.done() and job.result().video_url == "http://evil/x.mp4"
+
+
+def _bound_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+async def test_attach_mounts_on_the_host_app_without_a_second_port(sandbox: Sandbox) -> None:
+    app = web.Application()
+
+    async def health(_request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app.router.add_get("/health", health)
+    sock = _bound_socket()
+    port = sock.getsockname()[1]
+    listener = CallbackListener()
+    listener.attach(app, public_url=f"http://127.0.0.1:{port}")
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.SockSite(runner, sock).start()
+        async with _client(sandbox, listener) as client:
+            assert listener.callback_url.startswith(f"http://127.0.0.1:{port}/suno-mp4/callbacks/")
+            assert listener.port == 0  # no server of its own was started
+            job = await client.create_video(*sandbox.add_track())
+            with anyio.fail_after(5):
+                await job
+        assert job.resolved_by == "callback"
+    finally:
+        await runner.cleanup()
+
+
+async def test_attach_needs_a_public_url() -> None:
+    from suno_mp4 import InvalidRequestError
+
+    with pytest.raises(InvalidRequestError, match="public_url"):
+        CallbackListener().attach(web.Application())
