@@ -1,0 +1,31 @@
+"""The README's examples run as written (each in its own process, against the sandbox)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.mark.parametrize(
+    ("script", "expect"),
+    [
+        ("quickstart.py", "valid until"),
+        ("bot_attach.py", "resolved by callback"),
+        ("batch.py", "50 videos, 0 failures"),
+    ],
+)
+def test_example_runs_as_written(script: str, expect: str) -> None:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert expect in done.stdout
