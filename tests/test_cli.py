@@ -1,0 +1,224 @@
+"""The ``suno-mp4`` command, run as a real subprocess against a sandbox on loopback."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from anyio.streams.text import TextReceiveStream
+
+from suno_mp4.sandbox import Sandbox
+
+pytestmark = pytest.mark.anyio
+
+CLI = [sys.executable, "-m", "suno_mp4.cli"]
+
+
+def _env(sb: Sandbox, key: str | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["APIKLEY_API_KEY"] = key or sb.api_key
+    env["SUNO_MP4_BASE_URL"] = sb.base_url
+    return env
+
+
+async def _run(sb: Sandbox, *args: str, key: str | None = None) -> tuple[int, str, str]:
+    with anyio.fail_after(60):
+        done = await anyio.run_process([*CLI, *args], env=_env(sb, key), check=False)
+    return done.returncode, done.stdout.decode(), done.stderr.decode()
+
+
+@pytest.fixture
+async def sb() -> Sandbox:
+    async with Sandbox(render_time=0.1, seed=2) as sandbox:
+        yield sandbox  # type: ignore[misc]
+
+
+async def test_create_prints_the_video_task_id(sb: Sandbox) -> None:
+    task_id, audio_id = sb.add_track()
+    code, out, _ = await _run(sb, "create", task_id, audio_id, "--author", "DJ")
+    assert code == 0
+    video_task_id = out.strip().split(": ")[1]
+    assert sb.task(video_task_id).author == "DJ"
+
+
+async def test_create_wait_json_and_download(sb: Sandbox, tmp_path: Path) -> None:
+    task_id, audio_id = sb.add_track()
+    target = tmp_path / "clip.mp4"
+    code, out, err = await _run(
+        sb, "create", task_id, audio_id, "--wait", "--json", "--download", str(target)
+    )
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["video_url"] == sb.task(data["video_task_id"]).video_url
+    assert Path(data["path"]) == target and target.stat().st_size > 0
+
+
+async def test_status_json_and_plain(sb: Sandbox) -> None:
+    task_id, audio_id = sb.add_track()
+    _, out, _ = await _run(sb, "create", task_id, audio_id, "--wait", "--json")
+    video_task_id = json.loads(out)["video_task_id"]
+    code, out, _ = await _run(sb, "status", video_task_id, "--json")
+    assert code == 0
+    assert json.loads(out)["successFlag"] == "CALLBACK_EXCEPTION"  # no listener: undeliverable
+    code, out, _ = await _run(sb, "status", video_task_id)
+    assert code == 0 and "status: CALLBACK_EXCEPTION" in out
+    assert "\x1b[" not in out  # not a terminal: no colour codes
+
+
+async def test_wait_and_download_by_task_id(sb: Sandbox, tmp_path: Path) -> None:
+    task_id, audio_id = sb.add_track()
+    _, out, _ = await _run(sb, "create", task_id, audio_id)
+    video_task_id = out.strip().split(": ")[1]
+    code, out, _ = await _run(sb, "wait", video_task_id, "--timeout", "30")
+    assert code == 0 and "video_url: " in out
+    code, out, _ = await _run(sb, "download", video_task_id, str(tmp_path))
+    assert code == 0 and Path(out.strip()).parent == tmp_path
+
+
+async def test_bad_key_exits_3_without_printing_the_key(sb: Sandbox) -> None:
+    task_id, audio_id = sb.add_track()
+    code, out, err = await _run(sb, "create", task_id, audio_id, key="sk-wrong-key-123456")
+    assert code == 3
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    assert "sk-wrong-key-123456" not in out + err
+
+
+async def test_no_credits_exits_3(sb: Sandbox) -> None:
+    sb.credits = 0
+    code, _, err = await _run(sb, "create", *sb.add_track())
+    assert code == 3 and "credits" in err
+
+
+async def test_usage_errors_exit_2(sb: Sandbox) -> None:
+    code, _, err = await _run(sb, "create", *sb.add_track(), "--author", "x" * 51)
+    assert code == 2 and "at most 50" in err
+    code, _, _ = await _run(sb, "create")
+    assert code == 2
+    assert sum(sb.stats.requests.values()) == 0
+
+
+def _write_csv(path: Path, rows: list[dict[str, str]]) -> None:
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["task_id", "audio_id", "author", "domain_name"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _manifest(path: Path) -> dict[str, dict[str, object]]:
+    last: dict[str, dict[str, object]] = {}
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        last[record["key"]] = record
+    return last
+
+
+async def test_batch_of_300_with_10_failures(sb: Sandbox, tmp_path: Path) -> None:
+    rows = []
+    for i in range(300):
+        task_id, audio_id = sb.add_track(fail="broken audio" if i % 30 == 7 else None)
+        rows.append(
+            {"task_id": task_id, "audio_id": audio_id, "author": f"A{i}", "domain_name": ""}
+        )
+    source = tmp_path / "tracks.csv"
+    _write_csv(source, rows)
+    out_dir = tmp_path / "out"
+    code, out, err = await _run(
+        sb,
+        "batch",
+        str(source),
+        "--out-dir",
+        str(out_dir),
+        "--max-in-flight",
+        "50",
+        "--listen",
+        "127.0.0.1:0",
+    )
+    assert code == 1, err  # some rows failed
+    records = _manifest(out_dir / "manifest.jsonl")
+    done = [r for r in records.values() if r["state"] == "done"]
+    failed = [r for r in records.values() if r["state"] == "failed"]
+    assert (len(done), len(failed)) == (290, 10)
+    assert all(Path(str(r["path"])).exists() for r in done)
+    assert all("broken audio" in str(r["error"]) for r in failed)
+    assert set(sb.stats.submits.values()) == {1}
+    assert "done 290, failed 10" in out
+    # A re-run skips everything: nothing is submitted again.
+    code, out, _ = await _run(sb, "batch", str(source), "--out-dir", str(out_dir))
+    assert "skipped 300" in out
+    assert set(sb.stats.submits.values()) == {1}
+
+
+async def test_malformed_rows_are_reported_with_line_numbers(sb: Sandbox, tmp_path: Path) -> None:
+    task_id, audio_id = sb.add_track()
+    source = tmp_path / "tracks.csv"
+    source.write_text(
+        "taskId,audioId,author\n"
+        f"{task_id},{audio_id},ok\n"
+        f",{audio_id},missing task\n"
+        f"{task_id},{audio_id},{'x' * 51}\n"
+        f'{task_id},{audio_id},"unterminated\n'
+    )
+    code, out, err = await _run(sb, "batch", str(source), "--out-dir", str(tmp_path), "--strict")
+    assert code == 2 and "line 3: missing task_id" in err and "line 4" in err
+    assert sum(sb.stats.submits.values()) == 0
+    code, out, err = await _run(
+        sb, "batch", str(source), "--out-dir", str(tmp_path), "--listen", "127.0.0.1:0"
+    )
+    assert code == 1 and "done 1" in out
+    assert sb.stats.submits[(task_id, audio_id)] == 1
+
+
+async def test_batch_interrupted_and_rerun_submits_nothing_twice(tmp_path: Path) -> None:
+    async with Sandbox(render_time=(0.2, 1.0), seed=4) as sandbox:
+        rows = [
+            dict(zip(("task_id", "audio_id"), sandbox.add_track(), strict=True)) for _ in range(120)
+        ]
+        source = tmp_path / "tracks.jsonl"
+        source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        out_dir = tmp_path / "out"
+        args = [
+            *CLI,
+            "batch",
+            str(source),
+            "--out-dir",
+            str(out_dir),
+            "--max-in-flight",
+            "20",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-download",
+        ]
+        with anyio.fail_after(60):
+            async with await anyio.open_process(args, env=_env(sandbox)) as proc:
+                assert proc.stdout is not None
+                finished = 0
+                async for chunk in TextReceiveStream(proc.stdout):
+                    finished += chunk.count("done   line")
+                    if finished >= 15:
+                        break
+                proc.send_signal(signal.SIGINT)
+                await proc.wait()
+            assert proc.returncode == 130
+            first = _manifest(out_dir / "manifest.jsonl")
+            assert 15 <= len(first) < 120
+            code, out, err = await _run(
+                sandbox,
+                "batch",
+                str(source),
+                "--out-dir",
+                str(out_dir),
+                "--no-download",
+                "--listen",
+                "127.0.0.1:0",
+            )
+        assert code == 0, err
+        records = _manifest(out_dir / "manifest.jsonl")
+        assert len(records) == 120 and all(r["state"] == "done" for r in records.values())
+        # Every row was submitted exactly once over both runs.
+        assert sorted(sandbox.stats.submits.values()) == [1] * 120
