@@ -102,6 +102,7 @@ class Client:
         store: JobStore | None = None,
         timeout: float = 30.0,
         max_connections: int = 100,
+        max_concurrent_submits: int = 16,
         codes: Mapping[int, type[APIError]] = APIKLEY_CODES,
         seed: int | None = None,
     ) -> None:
@@ -118,6 +119,10 @@ class Client:
             raise InvalidRequestError(f"timeout must be > 0, got {timeout!r}")
         if max_connections < 1:
             raise InvalidRequestError(f"max_connections must be >= 1, got {max_connections!r}")
+        if max_concurrent_submits < 1:
+            raise InvalidRequestError(
+                f"max_concurrent_submits must be >= 1, got {max_concurrent_submits!r}"
+            )
         self._api_key = key.strip()
         self.base_url = url.rstrip("/")
         self.callbacks = callbacks
@@ -126,6 +131,10 @@ class Client:
         self.rate_limit = rate_limit
         self.timeout = timeout
         self.max_connections = max_connections
+        # Submits on the wire at once. A crash can leave only these in the "unknown: may
+        # have been submitted" state; the API takes a submit in milliseconds, so 16 in
+        # flight is still far above any account's rate limit.
+        self._submit_slots = anyio.Semaphore(max_concurrent_submits)
         self._codes = codes
         self._rng = random.Random(seed)
         self.store: JobStore = store if store is not None else MemoryJobStore()
@@ -275,18 +284,44 @@ class Client:
             raise InvalidRequestError(f"expected a VideoRequest, got {type(request).__name__}")
         if callback_url is not None and not callback_url.startswith(("http://", "https://")):
             raise InvalidRequestError(f"callback_url must be an http(s) URL, got {callback_url!r}")
-        transport = self.transport
+        self.transport  # noqa: B018 - raises ClientClosedError when not running
         via_listener = callback_url is None and self.callbacks is not None
         if callback_url is None:
             callback_url = self.callbacks.callback_url if self.callbacks else NO_CALLBACK_URL
         body: dict[str, Any] = converter.unstructure(request)
         body["callBackUrl"] = callback_url
-        # Write-ahead: if we crash from here on, a restart reports this one as "unknown:
-        # may have been submitted" instead of silently paying for it twice.
         record = JobRecord(new_key(), request, SUBMITTING, via_listener=via_listener)
-        await self.store.save(record)
+        async with self._submit_slots:
+            record = await self._post_submit(record, body)
+        assert record.task_id is not None
+        video_task_id = record.task_id
+        job = VideoJob(
+            video_task_id,
+            request,
+            registry=self.registry,
+            deadline=self._deadline(),
+            via_listener=via_listener,
+        )
+        return self._track(job, record)
+
+    async def _post_submit(self, record: JobRecord, body: dict[str, Any]) -> JobRecord:
+        """POST one submit between two store writes; returns the ``submitted`` record.
+
+        Write-ahead: the record is saved as ``submitting`` just before the request goes
+        out, so a crash after that point is reported on restart as "unknown: may have been
+        submitted" instead of being paid for twice.
+        """
+        written = False
+
+        async def write_ahead() -> None:
+            nonlocal written
+            await self.store.save(record)
+            written = True
+
         try:
-            data = await transport.call("POST", GENERATE, kind="submit", json_body=body)
+            data = await self.transport.call(
+                "POST", GENERATE, kind="submit", json_body=body, before_send=write_ahead
+            )
             video_task_id = data.get("taskId") if isinstance(data, dict) else None
             if not isinstance(video_task_id, str) or not video_task_id:
                 raise ServerError(
@@ -297,20 +332,14 @@ class Client:
         except BaseException as exc:
             taken = isinstance(exc, ServerError) or (isinstance(exc, TransportError) and exc.sent)
             state = UNKNOWN if taken or not isinstance(exc, SunoMp4Error) else FAILED
-            with anyio.CancelScope(shield=True):
-                await self.store.save(attrs.evolve(record, state=state, error=str(exc)))
+            if written:  # otherwise nothing was sent and there is nothing to remember
+                with anyio.CancelScope(shield=True):
+                    await self.store.save(attrs.evolve(record, state=state, error=str(exc)))
             raise
         record = attrs.evolve(record, state=SUBMITTED, task_id=video_task_id)
         with anyio.CancelScope(shield=True):
             await self.store.save(record)
-        job = VideoJob(
-            video_task_id,
-            request,
-            registry=self.registry,
-            deadline=self._deadline(),
-            via_listener=via_listener,
-        )
-        return self._track(job, record)
+        return record
 
     def _track(self, job: VideoJob, record: JobRecord | None) -> VideoJob:
         registered = self.registry.register(job)

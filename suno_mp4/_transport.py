@@ -8,7 +8,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
@@ -101,8 +101,13 @@ class Transport:
         json_body: Mapping[str, Any] | None = None,
         params: Mapping[str, str] | None = None,
         task_id: str | None = None,
+        before_send: Callable[[], Awaitable[None]] | None = None,
     ) -> Any:
-        """Send one API request (with the retries its kind allows) and return the ``data``."""
+        """Send one API request (with the retries its kind allows) and return the ``data``.
+
+        ``before_send`` is awaited once, just before the request first goes out (after the
+        rate limiter let it through): the write-ahead record of a submit.
+        """
         retry = 0
         throttled_since: float | None = None
         while True:
@@ -110,6 +115,9 @@ class Transport:
                 PRIORITY_SUBMIT if kind == "submit" else PRIORITY_POLL
             )
             try:
+                if before_send is not None:
+                    await before_send()
+                    before_send = None
                 data = await self._send_once(method, path, json_body, params, task_id, kind)
             except RateLimitError as exc:
                 permit.release(ok=False)

@@ -207,7 +207,7 @@ async def test_batch_interrupted_and_rerun_submits_nothing_twice(tmp_path: Path)
             assert proc.returncode == 130
             first = _manifest(out_dir / "manifest.jsonl")
             assert 15 <= len(first) < 120
-            code, out, err = await _run(
+            code, _, err = await _run(
                 sandbox,
                 "batch",
                 str(source),
