@@ -170,8 +170,11 @@ class RequestLimiter:
     submits against a limited server do not turn into a storm of 429s.
     """
 
-    #: Learned-rate increase per second without a 429 (fraction of the rate).
-    _GROWTH = 0.1
+    #: Learned-rate growth per second without a 429 (compounding): quick to recover after
+    #: a short 429 storm, still a few seconds between probes of a real limit.
+    _GROWTH = 1.5
+    #: Past this learned rate the brake is released altogether.
+    _RELEASE = 1000.0
 
     def __init__(self, limit: RateLimit | None = None) -> None:
         self.limit = limit
@@ -182,6 +185,8 @@ class RequestLimiter:
             self._free.extend([-math.inf] * limit.requests)
         self._paused_until = -math.inf
         self._learned_rate: float | None = None  # requests per second, adaptive mode only
+        self._probing = False  # a 429 was seen: the next one (after the pause) teaches a rate
+        self._last_throttle = -math.inf
         self._next_slot = -math.inf
         self._rate_changed_at = -math.inf
         self._successes: deque[float] = deque()
@@ -216,8 +221,10 @@ class RequestLimiter:
         assert self._learned_rate is not None
         elapsed = now - self._rate_changed_at
         if elapsed > 1:
-            self._learned_rate *= 1 + self._GROWTH * min(elapsed, 10)
+            self._learned_rate *= self._GROWTH ** min(elapsed, 20)
             self._rate_changed_at = now
+            if self._learned_rate > self._RELEASE:
+                self._learned_rate = None
 
     def _wake_head(self) -> None:
         if self._heap:
@@ -264,19 +271,26 @@ class RequestLimiter:
         self._wake_head()
 
     def throttle(self, permit: Permit | None, retry_after: float | None, backoff: float) -> None:
-        """A 429 arrived: pause every new request client-wide, and learn a slower rate."""
+        """A 429 arrived: pause every new request client-wide for ``Retry-After`` (or the
+        backoff). If 429s go on for requests sent after such a pause ended, the server's
+        budget is below our pace: from then on a learned rate spaces requests out."""
         self.throttled += 1
         now = self._now()
+        sent_at = permit.sent_at if permit is not None else now
         pause = retry_after if retry_after is not None else backoff
-        self._paused_until = max(self._paused_until, now + pause)
+        if now - self._last_throttle > 60 and self._learned_rate is None:
+            self._probing = False  # a minute of calm: start from a plain pause again
+        self._last_throttle = now
         if self.limit is None:
             # React once per congestion event: only to a 429 for a request sent after the
-            # last decrease (the others were already in flight when we slowed down).
-            sent_at = permit.sent_at if permit is not None else now
-            if self._learned_rate is None:
-                self._learned_rate = max(1.0, float(len(self._successes)))
-                self._rate_changed_at = now
-            elif sent_at >= self._rate_changed_at:
-                self._learned_rate = max(0.2, self._learned_rate * 0.5)
-                self._rate_changed_at = now
+            # last reaction (the others were already in flight when we slowed down).
+            if sent_at >= self._rate_changed_at:
+                if self._learned_rate is not None:
+                    self._learned_rate = max(0.2, self._learned_rate * 0.5)
+                elif self._probing:
+                    # A pause alone did not help: pace at what the server let through.
+                    self._learned_rate = max(2.0, float(len(self._successes)))
+                self._probing = True
+                self._rate_changed_at = max(now, now + pause)
+        self._paused_until = max(self._paused_until, now + pause)
         self._wake_head()
