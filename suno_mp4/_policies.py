@@ -281,16 +281,15 @@ class RequestLimiter:
         if now - self._last_throttle > 60 and self._learned_rate is None:
             self._probing = False  # a minute of calm: start from a plain pause again
         self._last_throttle = now
-        if self.limit is None:
-            # React once per congestion event: only to a 429 for a request sent after the
-            # last reaction (the others were already in flight when we slowed down).
-            if sent_at >= self._rate_changed_at:
-                if self._learned_rate is not None:
-                    self._learned_rate = max(0.2, self._learned_rate * 0.5)
-                elif self._probing:
-                    # A pause alone did not help: pace at what the server let through.
-                    self._learned_rate = max(2.0, float(len(self._successes)))
-                self._probing = True
-                self._rate_changed_at = max(now, now + pause)
+        # React once per congestion event: only to a 429 for a request sent after the last
+        # reaction (the others were already in flight when we slowed down).
+        if self.limit is None and sent_at >= self._rate_changed_at:
+            if self._learned_rate is not None:
+                self._learned_rate = max(0.2, self._learned_rate * 0.5)
+            elif self._probing:
+                # A pause alone did not help: pace at what the server let through.
+                self._learned_rate = max(2.0, float(len(self._successes)))
+            self._probing = True
+            self._rate_changed_at = now + pause
         self._paused_until = max(self._paused_until, now + pause)
         self._wake_head()

@@ -30,7 +30,6 @@ from suno_mp4.sandbox import (
     Sandbox,
     build_arg_parser,
 )
-from suno_mp4.sandbox._probe import MediaInfo, ProbeError, parse_ffmpeg_info
 
 pytestmark = pytest.mark.anyio
 
@@ -627,18 +626,6 @@ async def test_a_large_placeholder_is_written_quickly(tmp_path: Path) -> None:
     with anyio.fail_after(5):
         path = await PlaceholderRenderer(size_bytes=20 * 2**20).render(job)
     assert path.name == "mp4_big.placeholder.mp4" and path.stat().st_size == 20 * 2**20
-
-
-def test_ffmpeg_report_parses_into_media_info() -> None:
-    report = (
-        "  Duration: 00:01:02.50, start: 0.000000, bitrate: 89 kb/s\n"
-        "  Stream #0:0[0x1](und): Video: h264 (High) (avc1 / 0x31637661), yuv420p(progressive),"
-        " 1280x720 [SAR 1:1 DAR 16:9], 6 kb/s, 29.97 fps, 30 tbr, 12800 tbn (default)\n"
-        "  Stream #0:1[0x2](und): Audio: aac (LC) (mp4a / 0x6134706D), 44100 Hz, mono\n"
-    )
-    assert parse_ffmpeg_info(report) == MediaInfo(62.5, "h264", 1280, 720, 29.97, "aac")
-    with pytest.raises(ProbeError):
-        parse_ffmpeg_info("Error opening input: Invalid data found when processing input")
 
 
 async def test_a_track_from_a_file_takes_its_length_from_the_file(

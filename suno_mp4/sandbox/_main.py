@@ -81,6 +81,9 @@ def build_arg_parser(prog: str = "python -m suno_mp4.sandbox") -> argparse.Argum
     p.add_argument("--video-dir", type=Path, help="keep videos here (default: a temp dir)")
     p.add_argument("--render", action="store_true", help="real MP4 rendering (needs ffmpeg)")
     p.add_argument(
+        "--render-concurrency", type=int, default=2, metavar="N", help="renders at a time"
+    )
+    p.add_argument(
         "--placeholder-size", type=int, default=4096, metavar="BYTES", help="placeholder size"
     )
     p.add_argument(
@@ -117,6 +120,7 @@ def sandbox_from_args(args: argparse.Namespace) -> Sandbox:
         faults=faults,
         renderer=renderer,
         render=args.render,
+        render_concurrency=args.render_concurrency,
         callback_retries=args.callback_retries,
         seed=args.seed,
         video_dir=args.video_dir,
