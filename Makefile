@@ -29,8 +29,10 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
+# The long runs: 1,000 chaos jobs, 10,000 fuzzed callbacks, 10,000 create/cancel cycles.
 chaos: $(STAMP)
-	$(BIN)/python -m pytest -q -m chaos -s
+	SUNO_MP4_FUZZ_EXAMPLES=10000 SUNO_MP4_CYCLES=10000 \
+		$(BIN)/python -m pytest -q -s -p no:randomly tests/test_chaos.py tests/test_hardening.py
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

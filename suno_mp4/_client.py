@@ -351,6 +351,12 @@ class Client:
     def _job_finished(self, record: JobRecord, job: VideoJob) -> None:
         self._record_keys.pop(job.task_id, None)
         error = job.exception()
+        if isinstance(error, JobTimeoutError) and isinstance(self.store, MemoryJobStore):
+            # Nothing in this process will resume it, and a long-running process must
+            # not grow with every abandoned job; client.job(task_id) can still attach.
+            logger.info("gave up waiting for video task %s (it keeps running)", job.task_id)
+            self.store.forget(record.key)
+            return
         if isinstance(error, ClientClosedError | JobTimeoutError):
             return  # the remote task goes on: the record stays resumable
         if error is None:

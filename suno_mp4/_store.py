@@ -73,16 +73,28 @@ class JobStore(Protocol):
 
 
 class MemoryJobStore:
-    """The default store: a dict, gone with the process."""
+    """The default store: a dict, gone with the process. Finished records are dropped at
+    once (nothing can resume them), so a long-running process does not grow with it."""
 
     def __init__(self) -> None:
         self._records: dict[str, JobRecord] = {}
         self._by_task: dict[str, str] = {}
 
     async def save(self, record: JobRecord) -> None:
+        if record.finished:
+            self._records.pop(record.key, None)
+            if record.task_id:
+                self._by_task.pop(record.task_id, None)
+            return
         self._records[record.key] = record
         if record.task_id:
             self._by_task[record.task_id] = record.key
+
+    def forget(self, key: str) -> None:
+        """Drop a record that nobody in this process can resume (its job timed out)."""
+        record = self._records.pop(key, None)
+        if record is not None and record.task_id:
+            self._by_task.pop(record.task_id, None)
 
     async def get(self, key: str) -> JobRecord | None:
         return self._records.get(key)
