@@ -175,9 +175,8 @@ async def test_create_cancel_cycles_leave_no_growth() -> None:
             gc.collect()
             mem1, fds1, tasks1 = _sdk_memory(), _fds(), _tasks()
             tracemalloc.stop()
-        print(
-            f"\n{cycles} cycles: memory {mem1 - mem0:+,} B, fds {fds1 - fds0:+}, tasks {tasks1 - tasks0:+}"
-        )
+        growth = f"memory {mem1 - mem0:+,} B, fds {fds1 - fds0:+}, tasks {tasks1 - tasks0:+}"
+        print(f"\n{cycles} cycles: {growth}")
         assert tasks1 - tasks0 <= 0
         assert fds1 - fds0 <= 2
         # Only the bounded cache of recently resolved ids (at most 10,000) may grow.
