@@ -1,0 +1,1 @@
+"""Benchmarks of suno_mp4: figures beside baselines measured in the same run."""

@@ -1,0 +1,23 @@
+"""The benchmarks run (tiny sizes): CI checks they work, not how fast they are."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_benchmarks_quick_run_prints_every_strategy() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    for row in ("naive 5 s loop (baseline)", "suno_mp4 polling", "suno_mp4 callbacks"):
+        assert row in done.stdout
