@@ -6,7 +6,7 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-USER_TEST = '''
+USER_TEST = """
 import pytest
 
 @pytest.fixture
@@ -24,7 +24,7 @@ async def test_my_bot_reports_missing_credits(suno_sandbox, suno_client):
     suno_sandbox.credits = 0
     with pytest.raises(InsufficientCreditsError):
         await suno_client.create_video(*suno_sandbox.add_track())
-'''
+"""
 
 
 def test_users_get_sandbox_and_client_fixtures(pytester: pytest.Pytester) -> None:
