@@ -1,0 +1,127 @@
+"""Downloads: exact bytes, progress, resume after a cut, expiry, flat memory."""
+
+from __future__ import annotations
+
+import hashlib
+import tracemalloc
+from pathlib import Path
+
+import anyio
+import pytest
+
+from suno_mp4 import Client, InvalidRequestError, MusicVideo, VideoExpiredError
+from suno_mp4.sandbox import PlaceholderRenderer, Sandbox
+
+from .conftest import FAST_POLL, FAST_RETRY
+
+pytestmark = pytest.mark.anyio
+
+
+async def _video(sb: Sandbox, client: Client) -> MusicVideo:
+    with anyio.fail_after(20):
+        return await (await client.create_video(*sb.add_track()))
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def test_download_writes_the_exact_bytes_with_progress(tmp_path: Path) -> None:
+    async with Sandbox(render_time=0.05, renderer=PlaceholderRenderer(size_bytes=3_000_000)) as sb:
+        async with Client(sb.api_key, base_url=sb.base_url, poll=FAST_POLL) as client:
+            video = await _video(sb, client)
+            seen: list[tuple[int, int | None]] = []
+            path = await client.download(
+                video, tmp_path / "clip.mp4", progress=lambda d, t: seen.append((d, t))
+            )
+        served = sb.task(video.task_id).video_path
+        assert served is not None and _sha(path) == _sha(Path(served))
+    assert path == tmp_path / "clip.mp4"
+    assert seen[-1] == (3_000_000, 3_000_000)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert not list(tmp_path.glob(".*.part"))
+
+
+async def test_download_into_a_folder_uses_the_url_file_name(tmp_path: Path) -> None:
+    async with (
+        Sandbox(render_time=0.05) as sb,
+        Client(sb.api_key, base_url=sb.base_url, poll=FAST_POLL) as client,
+    ):
+        video = await _video(sb, client)
+        path = await client.download(video.video_url, tmp_path)
+    assert path.parent == tmp_path and video.video_url.endswith(path.name)
+
+
+async def test_a_cut_download_resumes_with_range(tmp_path: Path) -> None:
+    async with Sandbox(render_time=0.05, renderer=PlaceholderRenderer(size_bytes=2_000_000)) as sb:
+        async with Client(sb.api_key, base_url=sb.base_url, poll=FAST_POLL, retry=FAST_RETRY) as c:
+            video = await _video(sb, c)
+            sb.faults.download_reset = 1.0  # the first transfer is cut halfway
+            progress: list[int] = []
+
+            def on_progress(done: int, _total: int | None) -> None:
+                progress.append(done)
+                if done > 0:
+                    sb.faults.download_reset = 0.0  # the retry may complete
+
+            path = await c.download(video, tmp_path / "v.mp4", progress=on_progress)
+        served = sb.task(video.task_id).video_path
+        assert served is not None and _sha(path) == _sha(Path(served))
+    assert sb.stats.faults["download_reset"] == 1
+    assert sb.stats.requests["video"] == 2
+    # Progress never went backwards: the second request resumed where the first was cut.
+    assert progress == sorted(progress) and progress[-1] == 2_000_000
+
+
+async def test_a_half_file_never_appears_under_the_final_name(tmp_path: Path) -> None:
+    async with Sandbox(render_time=0.05, renderer=PlaceholderRenderer(size_bytes=1_000_000)) as sb:
+        async with Client(sb.api_key, base_url=sb.base_url, poll=FAST_POLL, retry=FAST_RETRY) as c:
+            video = await _video(sb, c)
+            sb.faults.download_reset = 1.0  # every attempt is cut
+            with pytest.raises(Exception, match="(?i)payload|connection|ended|failed"):
+                await c.download(video, tmp_path / "v.mp4")
+    assert not (tmp_path / "v.mp4").exists()
+    assert (tmp_path / ".v.mp4.part").exists()  # kept, so a later call resumes
+
+
+async def test_expired_video_raises_video_expired_error(tmp_path: Path) -> None:
+    async with (
+        Sandbox(render_time=0.05) as sb,
+        Client(sb.api_key, base_url=sb.base_url, poll=FAST_POLL) as client,
+    ):
+        video = await _video(sb, client)
+        sb.advance(days=15)
+        with pytest.raises(VideoExpiredError, match="14 days"):
+            await client.download(video.video_url, tmp_path / "late.mp4")
+    assert not (tmp_path / "late.mp4").exists()
+
+
+async def test_a_video_known_to_be_expired_is_refused_without_a_request(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    old = MusicVideo(
+        task_id="t",
+        video_url="http://127.0.0.1:9/never.mp4",
+        completed_at=datetime.now(UTC) - timedelta(days=15),
+    )
+    async with Sandbox() as sb, Client(sb.api_key, base_url=sb.base_url) as client:
+        with pytest.raises(VideoExpiredError, match="expired"):
+            await client.download(old, tmp_path / "x.mp4")
+        with pytest.raises(InvalidRequestError):
+            await client.download("not-a-url", tmp_path / "x.mp4")
+
+
+async def test_memory_stays_flat_for_a_200_mb_file(tmp_path: Path) -> None:
+    size = 200 * 1024 * 1024
+    async with Sandbox(render_time=0.05, renderer=PlaceholderRenderer(size_bytes=size)) as sb:
+        async with Client(sb.api_key, base_url=sb.base_url, poll=FAST_POLL) as client:
+            video = await _video(sb, client)
+            tracemalloc.start()
+            base = tracemalloc.get_traced_memory()[0]
+            with anyio.fail_after(120):
+                path = await client.download(video, tmp_path / "big.mp4")
+            peak = (tracemalloc.get_traced_memory()[1] - base) / 1e6
+            tracemalloc.stop()
+    assert path.stat().st_size == size
+    print(f"\n200 MB download: peak Python memory {peak:.1f} MB above the start")
+    assert peak < 20  # chunks stream through; the file never sits in memory
