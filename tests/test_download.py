@@ -78,7 +78,7 @@ async def test_a_half_file_never_appears_under_the_final_name(tmp_path: Path) ->
         async with Client(sb.api_key, base_url=sb.base_url, poll=FAST_POLL, retry=FAST_RETRY) as c:
             video = await _video(sb, c)
             sb.faults.download_reset = 1.0  # every attempt is cut
-            with pytest.raises(Exception, match="(?i)payload|connection|ended|failed"):
+            with pytest.raises(Exception, match=r"(?i)payload|connection|ended|failed"):
                 await c.download(video, tmp_path / "v.mp4")
     assert not (tmp_path / "v.mp4").exists()
     assert (tmp_path / ".v.mp4.part").exists()  # kept, so a later call resumes
