@@ -52,14 +52,14 @@ async def run_demo(out_dir: Path, *, render: bool | None = None) -> dict[str, An
     if render is not None:
         sandbox_options["render"] = render
     async with Sandbox(**sandbox_options) as sb:
-        task_id, audio_id = sb.add_track(title="suno-mp4 demo")
+        task_id, audio_id = sb.add_track(title="Sandbox Sunrise", duration=8.0)
         poll = PollPolicy(initial_delay=1.0, fallback_interval=5.0, max_wait=110)
         listener = CallbackListener()
         async with Client(
             sb.api_key, base_url=sb.base_url, callbacks=listener, poll=poll
         ) as client:
             job = await client.create_video(
-                task_id, audio_id, author="suno-mp4 demo", domain_name="suno-mp4.example"
+                task_id, audio_id, author="DJ Demo", domain_name="suno-mp4.example"
             )
             with anyio.fail_after(110):
                 video = await job

@@ -3,9 +3,14 @@ real sandbox server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 
 import pytest
+
+# Real rendering costs seconds per video: tests that want it ask for it (render=True).
+# Subprocesses (the CLI, the sandbox command) inherit this.
+os.environ.setdefault("SUNO_MP4_SANDBOX_RENDER", "0")
 
 from suno_mp4 import Client, PollPolicy, RetryPolicy
 from suno_mp4.sandbox import Sandbox

@@ -12,7 +12,7 @@ import anyio
 
 from ._faults import Faults
 from ._renderer import PlaceholderRenderer, Renderer
-from ._server import Sandbox
+from ._server import Sandbox, render_by_default
 
 __all__ = ["build_arg_parser", "main", "sandbox_from_args"]
 
@@ -79,7 +79,12 @@ def build_arg_parser(prog: str = "python -m suno_mp4.sandbox") -> argparse.Argum
     p.add_argument("--callback-retries", type=int, default=3, help="attempts per callback")
     p.add_argument("--seed", type=int, help="seed the fault and render-time draws")
     p.add_argument("--video-dir", type=Path, help="keep videos here (default: a temp dir)")
-    p.add_argument("--render", action="store_true", help="real MP4 rendering (needs ffmpeg)")
+    p.add_argument(
+        "--render",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="real MP4 rendering (default: on when ffmpeg from the 'render' extra is there)",
+    )
     p.add_argument(
         "--render-concurrency", type=int, default=2, metavar="N", help="renders at a time"
     )
@@ -95,16 +100,49 @@ def build_arg_parser(prog: str = "python -m suno_mp4.sandbox") -> argparse.Argum
         help="inject a fault, e.g. callback_drop=0.2 (repeatable; names as in Faults)",
     )
     p.add_argument(
-        "--tracks", type=int, default=0, metavar="N", help="register N synthetic tracks at start"
+        "--tracks",
+        type=_tracks,
+        action="append",
+        default=[],
+        metavar="N|DIR",
+        help="register N synthetic tracks, or every audio file of folder DIR, at start "
+        "(repeatable); their ids are printed",
     )
     return p
+
+
+AUDIO_SUFFIXES = (".mp3", ".wav", ".m4a", ".aac", ".ogg", ".oga", ".opus", ".flac")
+
+
+def _tracks(value: str) -> int | Path:
+    if value.isdigit():
+        return int(value)
+    folder = Path(value)
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"{value!r} is neither a number nor a folder")
+    return folder
+
+
+def register_tracks(sandbox: Sandbox, sources: list[int | Path]) -> list[tuple[str, str, str]]:
+    """Register synthetic tracks and audio files; returns (task id, audio id, label)."""
+    out = []
+    for source in sources:
+        if isinstance(source, int):
+            for _ in range(source):
+                out.append((*sandbox.add_track(), "synthetic"))
+            continue
+        for file in sorted(source.iterdir()):
+            if file.suffix.lower() in AUDIO_SUFFIXES:
+                out.append((*sandbox.add_track(file, title=file.stem), str(file)))
+    return out
 
 
 def sandbox_from_args(args: argparse.Namespace) -> Sandbox:
     """A Sandbox configured from parsed options; ValueError for settings that clash."""
     faults = Faults()
     faults.update(dict(args.fault))
-    renderer: Renderer | None = None if args.render else PlaceholderRenderer(args.placeholder_size)
+    render = render_by_default() if args.render is None else args.render
+    renderer: Renderer | None = None if render else PlaceholderRenderer(args.placeholder_size)
     return Sandbox(
         host=args.host,
         port=args.port,
@@ -119,7 +157,7 @@ def sandbox_from_args(args: argparse.Namespace) -> Sandbox:
         conflict_on_duplicate=args.conflict_on_duplicate,
         faults=faults,
         renderer=renderer,
-        render=args.render,
+        render=render,
         render_concurrency=args.render_concurrency,
         callback_retries=args.callback_retries,
         seed=args.seed,
@@ -127,14 +165,13 @@ def sandbox_from_args(args: argparse.Namespace) -> Sandbox:
     )
 
 
-async def serve(sandbox: Sandbox, tracks: int = 0) -> None:
+async def serve(sandbox: Sandbox, tracks: list[int | Path] | None = None) -> None:
     """Run ``sandbox`` until SIGINT or SIGTERM, then stop it cleanly."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with sandbox:
             print(f"sandbox at {sandbox.base_url} api key {sandbox.api_key}", flush=True)
-            for _ in range(tracks):
-                task_id, audio_id = sandbox.add_track()
-                print(f"track: taskId={task_id} audioId={audio_id}", flush=True)
+            for task_id, audio_id, label in register_tracks(sandbox, tracks or []):
+                print(f"track: taskId={task_id} audioId={audio_id} {label}", flush=True)
             print("admin routes under /sandbox/; Ctrl-C or SIGTERM stops", flush=True)
             async for _ in signals:
                 break

@@ -83,7 +83,7 @@ class Sandbox:
         conflict_on_duplicate: bool = False,
         faults: Faults | None = None,
         renderer: Renderer | None = None,
-        render: bool = False,
+        render: bool | None = None,
         render_concurrency: int = 2,
         callback_retries: int = 3,
         seed: int | None = None,
@@ -99,6 +99,8 @@ class Sandbox:
             raise ValueError(f"time_format is 'ms' or 'string', got {time_format!r}")
         if renderer is not None and render:
             raise ValueError("pass either renderer= or render=True, not both")
+        if render is None and renderer is None:
+            render = render_by_default()
         if render_concurrency < 1:
             raise ValueError(f"render_concurrency must be >= 1, got {render_concurrency}")
         self.host = host
@@ -542,6 +544,21 @@ def _probe_duration(path: Path) -> float:
     except (ImportError, ProbeError, OSError, subprocess.SubprocessError) as exc:
         logger.warning("could not probe %s (%s); assuming %s s", path, exc, DEFAULT_DURATION)
         return DEFAULT_DURATION
+
+
+def render_by_default() -> bool:
+    """Real rendering is on when ffmpeg is there (the ``render`` extra), unless the
+    environment says otherwise: ``SUNO_MP4_SANDBOX_RENDER=0`` (fast test suites) or ``=1``."""
+    setting = os.environ.get("SUNO_MP4_SANDBOX_RENDER", "").strip().lower()
+    if setting in ("0", "false", "no", "off"):
+        return False
+    if setting in ("1", "true", "yes", "on"):
+        return True
+    try:
+        from ._render import ffmpeg_available
+    except ImportError:
+        return False
+    return ffmpeg_available()
 
 
 def _ffmpeg_renderer() -> Renderer:
