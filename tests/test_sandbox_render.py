@@ -16,8 +16,8 @@ from suno_mp4.sandbox import Sandbox
 from .conftest import FAST_POLL
 
 pytest.importorskip("imageio_ffmpeg")
-from suno_mp4.sandbox._probe import probe  # noqa: E402
-from suno_mp4.sandbox._synth import synth_demo_track  # noqa: E402
+from suno_mp4.sandbox._probe import probe
+from suno_mp4.sandbox._synth import synth_demo_track
 
 pytestmark = pytest.mark.anyio
 
