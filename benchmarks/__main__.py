@@ -15,7 +15,7 @@ from pathlib import Path
 
 import anyio
 
-from . import resolution
+from . import render, resolution
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,6 +33,13 @@ def main(argv: list[str] | None = None) -> None:
         f"{jobs} jobs per strategy, render times 1-20 s x {scale} (every interval scaled the "
         f"same), sandbox in its own process.\n\n{table(headers, rows)}\n\n"
         f"Reproduce: `python -m benchmarks.resolution --jobs {jobs} --scale {scale}`\n"
+    )
+    render_seconds, runs = (3.0, 1) if args.quick else (30.0, 3)
+    headers, rows = render.run(render_seconds, runs)
+    sections.append(
+        f"## Rendering (the sandbox's renderer)\n\nMedian of {runs} alternating runs; target "
+        f"<= 1.1x the bare command and >= 4x real time.\n\n{table(headers, rows)}\n\n"
+        f"Reproduce: `python -m benchmarks.render --seconds {render_seconds:g} --runs {runs}`\n"
     )
     header = (
         f"# Benchmark results\n\n{started}; {os.cpu_count()} CPUs; Python "

@@ -574,14 +574,17 @@ class FfmpegRenderer:
     async def render(self, job: RenderJob) -> Path:
         """Write ``<video_task_id>.mp4`` into ``job.out_dir`` and return its path.
 
-        The video lasts as long as the audio file (probed, whatever ``job.duration``
-        says), or ``job.duration`` seconds of synthesised music without a file. Raises
+        The video lasts as long as the audio file (``job.duration`` sizes the progress
+        bar; the file is probed when it is not given), or ``job.duration`` seconds of synthesised music without a file. Raises
         RenderFailed with a short reason; a failed or cancelled render leaves no file
         behind, and cancelling kills ffmpeg.
         """
         async with self._limiter:
-            if job.audio_path is not None:
+            probed = False
+            if job.audio_path is not None and not (job.duration and job.duration > 0):
+                # The sandbox measured the track when it was added; probe only if unknown.
                 job = attrs.evolve(job, duration=await self._audio_seconds(job.audio_path))
+                probed = True
             elif job.duration is not None and not job.duration > 0:
                 raise RenderFailed(f"no track to synthesise: duration {job.duration!r} s")
             name = re.sub(r"[^\w.-]", "_", job.video_task_id) or "video"
@@ -591,7 +594,13 @@ class FfmpegRenderer:
             try:
                 partial = work / "video.mp4"
                 command = build_ffmpeg_command(job, partial, preset=self.preset, ffmpeg=self.ffmpeg)
-                await _run(command, "video could not be rendered")
+                try:
+                    await _run(command, "video could not be rendered")
+                except RenderFailed:
+                    if job.audio_path is not None and not probed:
+                        # Say why in the audio's terms when the audio is what failed.
+                        await self._audio_seconds(job.audio_path)
+                    raise
                 if not await anyio.Path(partial).is_file():
                     raise RenderFailed("video could not be rendered: ffmpeg wrote no file")
                 os.replace(partial, final)
