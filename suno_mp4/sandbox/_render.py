@@ -575,9 +575,9 @@ class FfmpegRenderer:
         """Write ``<video_task_id>.mp4`` into ``job.out_dir`` and return its path.
 
         The video lasts as long as the audio file (``job.duration`` sizes the progress
-        bar; the file is probed when it is not given), or ``job.duration`` seconds of synthesised music without a file. Raises
-        RenderFailed with a short reason; a failed or cancelled render leaves no file
-        behind, and cancelling kills ffmpeg.
+        bar; the file is probed when it is not given), or ``job.duration`` seconds of
+        synthesised music without a file. Raises RenderFailed with a short reason; a
+        failed or cancelled render leaves no file behind, and cancelling kills ffmpeg.
         """
         async with self._limiter:
             probed = False
