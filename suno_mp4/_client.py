@@ -33,9 +33,10 @@ from ._errors import (
     ServerError,
     SunoMp4Error,
     TransportError,
+    VideoGenerationError,
 )
 from ._jobs import JobRegistry, VideoJob
-from ._models import MusicVideo, VideoDetails, VideoRequest
+from ._models import MusicVideo, TaskStatus, VideoDetails, VideoRequest
 from ._policies import PollPolicy, RateLimit, RequestLimiter, RetryPolicy
 from ._poller import Poller
 from ._store import (
@@ -370,13 +371,18 @@ class Client:
         with anyio.CancelScope(shield=True):
             await self.store.save(record)
 
-    async def resume(self) -> AsyncIterator[VideoJob]:
+    async def resume(self, *, include_finished: bool = False) -> AsyncIterator[VideoJob]:
         """Re-attach every unfinished job of the store (after a restart) and yield it.
 
+        With ``include_finished=True`` the jobs the store knows as finished are yielded
+        too, already resolved from the store (no request is made for them).
         A submission that was under way when the process died (no answer recorded) is not
         re-sent: it is marked ``unknown`` (it may have been submitted) and listed by
         :meth:`unknown_submissions`, for you to check before paying for it again.
         """
+        if include_finished:
+            for record in await self._finished_records():
+                yield self._from_store(record)
         for record in await self.store.unfinished():
             if record.state == SUBMITTED and record.task_id:
                 existing = self.registry.get(record.task_id)
@@ -399,6 +405,23 @@ class Client:
                     record.request.audio_id,
                 )
                 await self.store.save(attrs.evolve(record, state=UNKNOWN))
+
+    async def _finished_records(self) -> list[JobRecord]:
+        return [r for r in await self.store.all() if r.finished and r.task_id]
+
+    def _from_store(self, record: JobRecord) -> VideoJob:
+        assert record.task_id is not None
+        job = VideoJob(record.task_id, record.request, registry=self.registry, deadline=None)
+        job.resolved_by = "store"
+        if record.state == DONE and record.video is not None:
+            job._resolve(record.video)
+        else:
+            job._resolve(
+                VideoGenerationError(
+                    record.task_id, TaskStatus.GENERATE_MP4_FAILED, None, record.error
+                )
+            )
+        return job
 
     async def unknown_submissions(self) -> list[JobRecord]:
         """Submissions whose outcome is unknown: they may or may not have been made."""

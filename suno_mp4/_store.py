@@ -69,6 +69,8 @@ class JobStore(Protocol):
 
     async def unfinished(self) -> Sequence[JobRecord]: ...
 
+    async def all(self) -> Sequence[JobRecord]: ...
+
     async def aclose(self) -> None: ...
 
 
@@ -105,6 +107,9 @@ class MemoryJobStore:
 
     async def unfinished(self) -> Sequence[JobRecord]:
         return [r for r in self._records.values() if not r.finished]
+
+    async def all(self) -> Sequence[JobRecord]:
+        return list(self._records.values())
 
     async def aclose(self) -> None:
         pass

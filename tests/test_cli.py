@@ -17,7 +17,9 @@ from suno_mp4.sandbox import Sandbox
 
 pytestmark = pytest.mark.anyio
 
-CLI = [sys.executable, "-m", "suno_mp4.cli"]
+# The installed console script, as a user runs it (the module as a fallback).
+_SCRIPT = Path(sys.executable).with_name("suno-mp4")
+CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "suno_mp4.cli"]
 
 
 def _env(sb: Sandbox, key: str | None = None) -> dict[str, str]:

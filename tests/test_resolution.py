@@ -110,6 +110,25 @@ async def test_unconfigured_client_adapts_to_429_without_a_storm() -> None:
     assert per_job <= 1.0
 
 
+async def test_polls_stop_when_every_waiter_left_and_resume_with_a_new_one() -> None:
+    poll = PollPolicy(initial_delay=0.05, max_interval=0.1, max_wait=60)
+    async with (
+        Sandbox(render_time=1.5) as sb,
+        Client(sb.api_key, base_url=sb.base_url, poll=poll, retry=FAST_RETRY) as client,
+    ):
+        job = await client.create_video(*sb.add_track())
+        with anyio.fail_after(10):
+            with anyio.move_on_after(0.3):
+                await job  # polled while someone waits...
+            polled = sb.stats.polls[job.task_id]
+            assert polled >= 2
+            await anyio.sleep(0.5)  # ...and not at all while nobody does
+            assert sb.stats.polls[job.task_id] == polled
+            video = await job  # a new waiter: polling resumes and finds the video
+    assert video.video_url == sb.task(job.task_id).video_url
+    assert sb.stats.polls[job.task_id] > polled
+
+
 async def test_batch_yields_results_in_completion_order_and_survives_failures(
     sandbox: Sandbox, client: Client
 ) -> None:

@@ -62,6 +62,24 @@ async def test_restart_resumes_unfinished_jobs_without_resubmitting(tmp_path: Pa
         await second.aclose()
 
 
+async def test_finished_jobs_are_served_from_the_store(tmp_path: Path) -> None:
+    db = tmp_path / "jobs.db"
+    async with Sandbox(render_time=0.05) as sb:
+        first = SQLiteJobStore(db)
+        async with Client(sb.api_key, base_url=sb.base_url, store=first, poll=FAST_POLL) as c:
+            video = await (await c.create_video(*sb.add_track()))
+            await anyio.wait_all_tasks_blocked()
+        await first.aclose()
+        sb.stats.reset()
+        second = SQLiteJobStore(db)
+        async with Client(sb.api_key, base_url=sb.base_url, store=second) as c:
+            jobs = [job async for job in c.resume(include_finished=True)]
+        await second.aclose()
+    assert len(jobs) == 1 and jobs[0].done() and jobs[0].resolved_by == "store"
+    assert jobs[0].result() == video
+    assert sum(sb.stats.requests.values()) == 0  # no request was needed
+
+
 async def test_interrupted_submission_is_reported_unknown_never_resent(tmp_path: Path) -> None:
     store = SQLiteJobStore(tmp_path / "jobs.db")
     async with Sandbox() as sb:
