@@ -139,7 +139,6 @@ class Client:
         self._codes = codes
         self._rng = random.Random(seed)
         self.store: JobStore = store if store is not None else MemoryJobStore()
-        self._record_keys: dict[str, str] = {}
         self._batches: weakref.WeakSet[Batch] = weakref.WeakSet()
         self.registry = JobRegistry()
         self.limiter = RequestLimiter(rate_limit)
@@ -345,12 +344,10 @@ class Client:
     def _track(self, job: VideoJob, record: JobRecord | None) -> VideoJob:
         registered = self.registry.register(job)
         if registered is job and record is not None:
-            self._record_keys[job.task_id] = record.key
             job.add_done_callback(functools.partial(self._job_finished, record))
         return registered
 
     def _job_finished(self, record: JobRecord, job: VideoJob) -> None:
-        self._record_keys.pop(job.task_id, None)
         error = job.exception()
         if isinstance(error, JobTimeoutError) and isinstance(self.store, MemoryJobStore):
             # Nothing in this process will resume it, and a long-running process must
