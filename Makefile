@@ -34,7 +34,9 @@ chaos: $(STAMP)
 	SUNO_MP4_FUZZ_EXAMPLES=10000 SUNO_MP4_CYCLES=10000 \
 		$(BIN)/python -m pytest -q -s -p no:randomly tests/test_chaos.py tests/test_hardening.py
 
+# The benchmarks need matplotlib (the `bench` extra) for their plot; `make test` does not.
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks
 
 clean:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -32,13 +33,24 @@ class SandboxProcess:
             return await resp.json()
 
     async def add_tracks(self, n: int, **fields: Any) -> list[tuple[str, str]]:
-        out = []
+        """Register ``n`` synthetic tracks (up to 32 requests in flight), in order."""
+        out: list[tuple[str, str]] = [("", "")] * n
+        slots = asyncio.Semaphore(32)
         async with aiohttp.ClientSession() as session:
-            for _ in range(n):
-                async with session.post(self.base_url + "/sandbox/tracks", json=fields) as resp:
+
+            async def one(i: int) -> None:
+                async with (
+                    slots,
+                    session.post(self.base_url + "/sandbox/tracks", json=fields) as resp,
+                ):
                     data = await resp.json()
-                out.append((data["task_id"], data["audio_id"]))
+                out[i] = (data["task_id"], data["audio_id"])
+
+            await asyncio.gather(*(one(i) for i in range(n)))
         return out
+
+    async def stats(self) -> Any:
+        return await self.admin("GET", "/sandbox/stats")
 
 
 @contextmanager
@@ -104,3 +116,20 @@ def _fmt(value: object) -> str:
 def dump(path: str, data: Any) -> None:
     with open(path, "w") as fh:
         json.dump(data, fh, indent=2)
+
+
+def proc_status_kb(field: str) -> int:
+    """A ``/proc/self/status`` field in KiB (``VmRSS``, ``VmHWM``); 0 where there is none."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def rss_mb() -> float:
+    """This process's resident set size, MB (from ``/proc/self/status`` VmRSS)."""
+    return proc_status_kb("VmRSS") / 1024

@@ -110,17 +110,15 @@ async def run(jobs: int, scale: float) -> tuple[list[str], list[list[Any]]]:
         ("suno_mp4 callbacks", sdk, {"listen": True}),
     ]
     rows = []
-    with sandbox_process("--render-time", render, "--seed", "42") as sb:
+    with sandbox_process("--render-time", render, "--seed", "42", "--no-render") as sb:
         for name, fn, kw in strategies:
             tracks = await sb.add_tracks(jobs)
             result = await fn(sb, tracks, scale, **kw)
             done = {k[2:]: v for k, v in result.items() if k.startswith("t:")}
             completed = await _completions(sb, list(done))
-            render_times = []
             lags = []
             for tid, t in done.items():
                 lags.append(max(0.0, t - completed[tid]))
-            del render_times
             rows.append(
                 [
                     name,

@@ -19,5 +19,17 @@ def test_benchmarks_quick_run_prints_every_strategy() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    for row in ("naive 5 s loop (baseline)", "suno_mp4 polling", "suno_mp4 callbacks"):
+    for row in (
+        "naive 5 s loop (baseline)",
+        "suno_mp4 polling",
+        "suno_mp4 callbacks",
+        "raw aiohttp + tiny callback server (baseline)",
+        "suno_mp4 Client + CallbackListener",
+        "empty client (baseline)",
+        "500 pending jobs",
+        "suno_mp4 RateLimit(20, 1)",
+        "raw aiohttp iter_chunked + write (baseline)",
+        "suno_mp4 client.download",
+        "FfmpegRenderer.render",
+    ):
         assert row in done.stdout
