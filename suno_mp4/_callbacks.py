@@ -159,8 +159,8 @@ class CallbackListener:
             return self._answer(403, "unknown callback URL")
         if request.content_length is not None and request.content_length > self.max_body:
             return self._answer(413, "callback body too large")
-        body = await request.content.read(self.max_body + 1)
-        if len(body) > self.max_body:
+        body = await self._read_body(request)
+        if body is None:
             return self._answer(413, "callback body too large")
         try:
             data: Any = json.loads(body)
@@ -176,6 +176,16 @@ class CallbackListener:
             return self._answer(503, "no client is running")
         registry.apply_callback(payload)
         return self._answer(200, "received")
+
+    async def _read_body(self, request: web.Request) -> bytes | None:
+        """The whole body (it may arrive in several segments), or None past ``max_body``."""
+        body = bytearray()
+        while len(body) <= self.max_body:
+            chunk = await request.content.read(self.max_body + 1 - len(body))
+            if not chunk:
+                return bytes(body)
+            body += chunk
+        return None
 
     @staticmethod
     def _parse(data: Any) -> CallbackPayload | None:

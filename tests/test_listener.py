@@ -205,3 +205,27 @@ async def test_attach_needs_a_public_url() -> None:
 
     with pytest.raises(InvalidRequestError, match="public_url"):
         CallbackListener().attach(web.Application())
+
+
+async def test_a_callback_body_arriving_in_pieces_is_read_whole(sandbox: Sandbox) -> None:
+    async with _client(sandbox, CallbackListener()) as client:
+        job = await client.create_video(*sandbox.add_track())
+        body = _body(job.task_id)
+        assert client.callbacks is not None
+
+        async def pieces() -> AsyncIterator[bytes]:
+            for i in range(0, len(body), 7):
+                yield body[i : i + 7]
+                await anyio.sleep(0.001)  # separate writes on the wire
+
+        with anyio.fail_after(5):
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(
+                    client.callbacks.callback_url,
+                    data=pieces(),
+                    headers={"Content-Type": "application/json"},
+                ) as resp,
+            ):
+                assert resp.status == 200
+        assert job.done() and job.resolved_by == "callback"
