@@ -13,6 +13,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 import aiohttp
 import anyio
@@ -183,6 +184,14 @@ class Client:
                 if not listener.attached:
                     await listener.start()
                     stack.push_async_callback(listener.stop)
+                if listener.public_url is None and not _is_loopback(self.base_url):
+                    logger.warning(
+                        "the callback listener has no public_url: a remote API cannot reach "
+                        "%s, so jobs will resolve only by the safety poll every %.0f s; pass "
+                        "CallbackListener(public_url=...)",
+                        listener.callback_url.rsplit("/", 1)[0],
+                        self.poll_policy.fallback_interval,
+                    )
             self._tg = anyio.create_task_group()
             await self._tg.__aenter__()
             self._poller = Poller(
@@ -597,6 +606,11 @@ class Batch:
                     self._scope.cancel()
         finally:
             slots.release()
+
+
+def _is_loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 async def _aiter(

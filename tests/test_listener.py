@@ -229,3 +229,17 @@ async def test_a_callback_body_arriving_in_pieces_is_read_whole(sandbox: Sandbox
             ):
                 assert resp.status == 200
         assert job.done() and job.resolved_by == "callback"
+
+
+async def test_a_listener_a_remote_api_cannot_reach_is_flagged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # No request is made: entering the client is enough to see the mistake.
+    async with Client("k", base_url="https://api.example.invalid", callbacks=CallbackListener()):
+        pass
+    assert "no public_url" in caplog.text
+    caplog.clear()
+    listener = CallbackListener(public_url="https://hooks.example.invalid")
+    async with Client("k", base_url="https://api.example.invalid", callbacks=listener):
+        pass
+    assert "no public_url" not in caplog.text
