@@ -34,6 +34,14 @@ def sign(key: str | bytes, task_id: str, timestamp: str) -> str:
     return base64.b64encode(digest).decode()
 
 
+def _public_url(url: str | None) -> str | None:
+    if url is None:
+        return None
+    if not url.startswith(("http://", "https://")):
+        raise InvalidRequestError(f"public_url must be an http(s) URL, got {url!r}")
+    return url.rstrip("/")
+
+
 class CallbackListener:
     """Receives the API's callbacks and resolves the matching jobs.
 
@@ -57,11 +65,9 @@ class CallbackListener:
     ) -> None:
         if not path.startswith("/"):
             raise InvalidRequestError(f"path must start with '/', got {path!r}")
-        if public_url is not None and not public_url.startswith(("http://", "https://")):
-            raise InvalidRequestError(f"public_url must be an http(s) URL, got {public_url!r}")
         self.host = host
         self.port = port
-        self.public_url = public_url.rstrip("/") if public_url else None
+        self.public_url = _public_url(public_url)
         self.path = path.rstrip("/")
         self.max_skew = max_skew
         self.max_body = max_body
@@ -98,9 +104,7 @@ class CallbackListener:
         (``path`` + the secret) is appended to it.
         """
         if public_url is not None:
-            if not public_url.startswith(("http://", "https://")):
-                raise InvalidRequestError(f"public_url must be an http(s) URL, got {public_url!r}")
-            self.public_url = public_url.rstrip("/")
+            self.public_url = _public_url(public_url)
         if self.public_url is None:
             raise InvalidRequestError("attach() needs public_url: the address the API can reach")
         app.router.add_post(self.route, self.handle)

@@ -257,13 +257,13 @@ class Client:
 
     @property
     def poller(self) -> Poller:
-        self.transport  # noqa: B018 - raises the right error when not running
+        self.transport  # noqa: B018 - the property raises ClientClosedError if not running
         assert self._poller is not None
         return self._poller
 
     @property
     def task_group(self) -> TaskGroup:
-        self.transport  # noqa: B018
+        self.poller  # noqa: B018 - the same check
         assert self._tg is not None
         return self._tg
 
@@ -293,7 +293,7 @@ class Client:
             raise InvalidRequestError(f"expected a VideoRequest, got {type(request).__name__}")
         if callback_url is not None and not callback_url.startswith(("http://", "https://")):
             raise InvalidRequestError(f"callback_url must be an http(s) URL, got {callback_url!r}")
-        self.transport  # noqa: B018 - raises ClientClosedError when not running
+        self.poller  # noqa: B018 - raises ClientClosedError when not running
         via_listener = callback_url is None and self.callbacks is not None
         if callback_url is None:
             callback_url = self.callbacks.callback_url if self.callbacks else NO_CALLBACK_URL
@@ -304,14 +304,7 @@ class Client:
             record = await self._post_submit(record, body)
         assert record.task_id is not None
         video_task_id = record.task_id
-        job = VideoJob(
-            video_task_id,
-            request,
-            registry=self.registry,
-            deadline=self._deadline(),
-            via_listener=via_listener,
-        )
-        return self._track(job, record)
+        return self._track(self._new_job(video_task_id, request, via_listener), record)
 
     async def _post_submit(self, record: JobRecord, body: dict[str, Any]) -> JobRecord:
         """POST one submit between two store writes; returns the ``submitted`` record.
@@ -396,13 +389,7 @@ class Client:
                     yield existing
                     continue
                 # The old listener's secret died with the old process: poll these.
-                job = VideoJob(
-                    record.task_id,
-                    record.request,
-                    registry=self.registry,
-                    deadline=self._deadline(),
-                )
-                yield self._track(job, record)
+                yield self._track(self._new_job(record.task_id, record.request), record)
             elif record.state == SUBMITTING:
                 logger.warning(
                     "submission of %s/%s was interrupted: it may have been submitted; not "
@@ -418,24 +405,27 @@ class Client:
     def _from_store(self, record: JobRecord) -> VideoJob:
         assert record.task_id is not None
         job = VideoJob(record.task_id, record.request, registry=self.registry, deadline=None)
-        job.resolved_by = "store"
         if record.state == DONE and record.video is not None:
-            job._resolve(record.video)
+            self.registry.settle(job, record.video, "store")
         else:
-            job._resolve(
-                VideoGenerationError(
-                    record.task_id, TaskStatus.GENERATE_MP4_FAILED, None, record.error
-                )
+            error = VideoGenerationError(
+                record.task_id, TaskStatus.GENERATE_MP4_FAILED, None, record.error
             )
+            self.registry.settle(job, error, "store")
         return job
 
     async def unknown_submissions(self) -> list[JobRecord]:
         """Submissions whose outcome is unknown: they may or may not have been made."""
         return [r for r in await self.store.unfinished() if r.state in (UNKNOWN, SUBMITTING)]
 
-    def _deadline(self) -> float | None:
+    def _new_job(
+        self, task_id: str, request: VideoRequest | None, via_listener: bool = False
+    ) -> VideoJob:
         max_wait = self.poll_policy.max_wait
-        return None if max_wait is None else anyio.current_time() + max_wait
+        deadline = None if max_wait is None else anyio.current_time() + max_wait
+        return VideoJob(
+            task_id, request, registry=self.registry, deadline=deadline, via_listener=via_listener
+        )
 
     def job(self, task_id: str, *, expect_callback: bool = False) -> VideoJob:
         """Attach to a video task made earlier (by id); returns its awaitable job.
@@ -443,20 +433,13 @@ class Client:
         ``expect_callback=True`` if that task's ``callBackUrl`` points at this client's
         listener (then it is polled only as a safety net).
         """
-        if not isinstance(task_id, str) or not task_id.strip():
-            raise InvalidRequestError(f"task_id must be a non-empty string, got {task_id!r}")
-        self.transport  # noqa: B018
+        _check_task_id(task_id)
+        self.poller  # noqa: B018 - raises ClientClosedError when not running
         existing = self.registry.get(task_id)
         if existing is not None:
             return existing
-        job = VideoJob(
-            task_id,
-            None,
-            registry=self.registry,
-            deadline=self._deadline(),
-            via_listener=expect_callback and self.callbacks is not None,
-        )
-        return self._track(job, None)
+        listening = expect_callback and self.callbacks is not None
+        return self._track(self._new_job(task_id, None, listening), None)
 
     async def get_video_details(self, task_id: str) -> VideoDetails:
         """ "Get Music Video Details" for a video task id (one request, no job involved)."""
@@ -606,6 +589,11 @@ class Batch:
                     self._scope.cancel()
         finally:
             slots.release()
+
+
+def _check_task_id(task_id: object) -> None:
+    if not isinstance(task_id, str) or not task_id.strip():
+        raise InvalidRequestError(f"task_id must be a non-empty string, got {task_id!r}")
 
 
 def _is_loopback(url: str) -> bool:

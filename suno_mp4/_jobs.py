@@ -257,10 +257,6 @@ class JobRegistry:
     def get(self, task_id: str) -> VideoJob | None:
         return self._jobs.get(task_id)
 
-    @property
-    def pending(self) -> list[VideoJob]:
-        return list(self._jobs.values())
-
     def register(self, job: VideoJob) -> VideoJob:
         """Track ``job`` (or return the job already tracked for its task id)."""
         existing = self._jobs.get(job.task_id)
@@ -307,6 +303,10 @@ class JobRegistry:
     def fail(self, job: VideoJob, error: SunoMp4Error) -> bool:
         """Resolve ``job`` with ``error`` (a permanent poll error, or its deadline)."""
         return self._resolve(job, error, "error")
+
+    def settle(self, job: VideoJob, outcome: Outcome, source: str) -> bool:
+        """Resolve ``job`` with an outcome known from elsewhere (a job store)."""
+        return self._resolve(job, outcome, source)
 
     def _resolve(self, job: VideoJob, outcome: Outcome, source: str) -> bool:
         if job.done():

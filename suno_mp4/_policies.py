@@ -192,10 +192,6 @@ class RequestLimiter:
         self._successes: deque[float] = deque()
         self.throttled = 0  # 429 answers seen
 
-    @property
-    def learned_rate(self) -> float | None:
-        return self._learned_rate
-
     def _now(self) -> float:
         return anyio.current_time()
 

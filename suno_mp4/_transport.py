@@ -85,10 +85,6 @@ class Transport:
         #: Counters for benchmarks and tests: requests sent by kind.
         self.sent: dict[str, int] = {"submit": 0, "poll": 0}
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        return self._session
-
     def __repr__(self) -> str:
         return f"<Transport {self._base_url}>"  # never the key
 

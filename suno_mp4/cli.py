@@ -89,6 +89,7 @@ async def run_demo(out_dir: Path, *, render: bool | None = None) -> dict[str, An
 if HAVE_CLICK:
     from ._cli_batch import batch_command
     from ._client import Client
+    from ._jobs import VideoJob
 
     class _Context:
         def __init__(self, api_key: str | None, base_url: str | None, debug: bool) -> None:
@@ -143,6 +144,14 @@ if HAVE_CLICK:
         """Turn generated music into music videos (Suno-compatible music-video API)."""
         ctx.obj = _Context(api_key, base_url, debug)
 
+    async def _finish(
+        client: Client, job: VideoJob, timeout: float | None, download: Path | None, as_json: bool
+    ) -> None:
+        """Wait for ``job``, download it if asked, print the result (create --wait, wait)."""
+        video = await job.wait(timeout)
+        path = await client.download(video, download) if download else None
+        _print_video(video, path, as_json)
+
     def _print_video(video: Any, path: Path | None, as_json: bool) -> None:
         data = {
             "video_task_id": video.task_id,
@@ -191,9 +200,7 @@ if HAVE_CLICK:
                     else:
                         click.echo(f"video_task_id: {job.task_id}")
                     return
-                video = await job.wait(timeout)
-                path = await client.download(video, download) if download else None
-                _print_video(video, path, as_json)
+                await _finish(client, job, timeout, download, as_json)
 
         obj.run(go)
 
@@ -256,9 +263,7 @@ if HAVE_CLICK:
 
         async def go() -> None:
             async with obj.client() as client:
-                video = await client.job(video_task_id).wait(timeout)
-                path = await client.download(video, download) if download else None
-                _print_video(video, path, as_json)
+                await _finish(client, client.job(video_task_id), timeout, download, as_json)
 
         obj.run(go)
 
