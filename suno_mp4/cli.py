@@ -166,15 +166,29 @@ if HAVE_CLICK:
                 if value is not None:
                     click.echo(f"{key}: {value}")
 
+    def _result_options(command: Callable[..., None]) -> Callable[..., None]:
+        """--timeout, --download and --json: the options of commands that wait for a video."""
+        for option in reversed(
+            [
+                click.option(
+                    "--timeout", type=float, default=None, help="Seconds to wait at most."
+                ),
+                click.option(
+                    "--download", type=click.Path(path_type=Path), help="Download it here."
+                ),
+                click.option("--json", "as_json", is_flag=True, help="Machine-readable output."),
+            ]
+        ):
+            command = option(command)
+        return command
+
     @cli.command()
     @click.argument("task_id")
     @click.argument("audio_id")
     @click.option("--author", help="Signature on the cover (at most 50 characters).")
     @click.option("--domain", "domain_name", help="Watermark at the bottom (at most 50).")
     @click.option("--wait", "wait_", is_flag=True, help="Wait for the video.")
-    @click.option("--timeout", type=float, default=None, help="Seconds to wait at most.")
-    @click.option("--download", type=click.Path(path_type=Path), help="Download it here.")
-    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    @_result_options
     @pass_ctx
     def create(
         obj: _Context,
@@ -248,9 +262,7 @@ if HAVE_CLICK:
 
     @cli.command()
     @click.argument("video_task_id")
-    @click.option("--timeout", type=float, default=None, help="Seconds to wait at most.")
-    @click.option("--download", type=click.Path(path_type=Path), help="Download it here.")
-    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    @_result_options
     @pass_ctx
     def wait(
         obj: _Context,
