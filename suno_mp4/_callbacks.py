@@ -10,10 +10,12 @@ import json
 import logging
 import secrets
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import cattrs
 from aiohttp import web
+from anyio.abc import TaskStatus
 
 from ._convert import converter
 from ._errors import InvalidRequestError
@@ -22,9 +24,44 @@ from ._models import CallbackPayload
 if TYPE_CHECKING:
     from ._jobs import JobRegistry
 
-__all__ = ["CallbackListener"]
+__all__ = ["CallbackListener", "CallbackRelay"]
 
 logger = logging.getLogger("suno_mp4")
+
+
+@runtime_checkable
+class CallbackRelay(Protocol):
+    """Carries callbacks between processes (``suno_mp4.redis.RedisCallbackRelay``).
+
+    A listener that receives a callback for a job it does not hold calls ``publish`` (and
+    answers the API only once that returned: the result is stored, not just broadcast);
+    every client runs ``run`` to receive what others published, and calls ``watch`` for
+    each job it registers, to pick up a result stored before it started listening.
+    """
+
+    async def publish(self, body: Mapping[str, Any]) -> None: ...
+
+    async def run(self, registry: JobRegistry, *, task_status: TaskStatus[None] = ...) -> None: ...
+
+    def watch(self, task_id: str) -> None: ...
+
+
+def parse_callback(data: Any) -> CallbackPayload | None:
+    """A callback body as a payload, or ``None`` if it has the wrong shape."""
+    if not isinstance(data, dict) or not isinstance(data.get("data"), dict):
+        return None
+    inner = data["data"]
+    if not isinstance(inner.get("task_id"), str) or not inner["task_id"]:
+        return None
+    if not isinstance(data.get("code"), int) or isinstance(data.get("code"), bool):
+        return None
+    url = inner.get("video_url")
+    if url is not None and not isinstance(url, str):
+        return None
+    try:
+        return converter.structure(data, CallbackPayload)
+    except (cattrs.BaseValidationError, TypeError, ValueError):
+        return None
 
 
 def sign(key: str | bytes, task_id: str, timestamp: str) -> str:
@@ -50,6 +87,10 @@ class CallbackListener:
     public_url=...)``, as a route of your own ``aiohttp.web.Application`` with no second
     port. Every URL it hands out carries an unguessable secret; a POST without it resolves
     nothing. With ``hmac_key`` the upstream's ``X-Webhook-Signature`` must verify as well.
+
+    Several processes behind one load balancer share one ``public_url`` and one ``secret``
+    (at least 32 characters; by default each listener makes its own) and a relay
+    (``Client(relay=...)``) that hands each callback to the process awaiting the job.
     """
 
     def __init__(
@@ -62,9 +103,16 @@ class CallbackListener:
         hmac_key: str | bytes | None = None,
         max_skew: float = 300.0,
         max_body: int = 64 * 1024,
+        secret: str | None = None,
     ) -> None:
         if not path.startswith("/"):
             raise InvalidRequestError(f"path must start with '/', got {path!r}")
+        if secret is not None and (
+            not isinstance(secret, str) or len(secret) < 32 or not secret.isascii() or "/" in secret
+        ):
+            raise InvalidRequestError(
+                "secret must be at least 32 URL-safe characters (secrets.token_urlsafe(32))"
+            )
         self.host = host
         self.port = port
         self.public_url = _public_url(public_url)
@@ -72,8 +120,9 @@ class CallbackListener:
         self.max_skew = max_skew
         self.max_body = max_body
         self._hmac_key = hmac_key
-        self._secret = secrets.token_urlsafe(32)
+        self._secret = secret if secret is not None else secrets.token_urlsafe(32)
         self._registry: JobRegistry | None = None
+        self._relay: CallbackRelay | None = None
         self._runner: web.AppRunner | None = None
         self._attached = False
         #: Answers given, by HTTP status (statistics, and tests).
@@ -112,13 +161,15 @@ class CallbackListener:
 
     # Lifecycle, driven by the client.
 
-    def bind(self, registry: JobRegistry) -> None:
+    def bind(self, registry: JobRegistry, relay: CallbackRelay | None = None) -> None:
         if self._registry is not None and self._registry is not registry:
             raise RuntimeError("this CallbackListener already serves another client")
         self._registry = registry
+        self._relay = relay
 
     def unbind(self) -> None:
         self._registry = None
+        self._relay = None
 
     @property
     def attached(self) -> bool:
@@ -170,7 +221,7 @@ class CallbackListener:
             data: Any = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             return self._answer(400, "callback body is not JSON")
-        payload = self._parse(data)
+        payload = parse_callback(data)
         if payload is None:
             return self._answer(422, "callback body has the wrong shape")
         if self._hmac_key is not None and not self._verify(request, payload.task_id):
@@ -178,6 +229,16 @@ class CallbackListener:
         registry = self._registry
         if registry is None:
             return self._answer(503, "no client is running")
+        relay = self._relay
+        if relay is not None and registry.get(payload.task_id) is None:
+            # Another process may await it (or this one, a moment from now): the relay
+            # stores it before we say "received", so the sender retries if it cannot.
+            try:
+                await relay.publish(data)
+            except Exception as exc:
+                logger.warning("could not relay the callback for %s: %s", payload.task_id, exc)
+                return self._answer(503, "could not record the callback; try again")
+            return self._answer(200, "received")
         registry.apply_callback(payload)
         return self._answer(200, "received")
 
@@ -190,23 +251,6 @@ class CallbackListener:
                 return bytes(body)
             body += chunk
         return None
-
-    @staticmethod
-    def _parse(data: Any) -> CallbackPayload | None:
-        if not isinstance(data, dict) or not isinstance(data.get("data"), dict):
-            return None
-        inner = data["data"]
-        if not isinstance(inner.get("task_id"), str) or not inner["task_id"]:
-            return None
-        if not isinstance(data.get("code"), int) or isinstance(data.get("code"), bool):
-            return None
-        url = inner.get("video_url")
-        if url is not None and not isinstance(url, str):
-            return None
-        try:
-            return converter.structure(data, CallbackPayload)
-        except (cattrs.BaseValidationError, TypeError, ValueError):
-            return None
 
     def _verify(self, request: web.Request, task_id: str) -> bool:
         assert self._hmac_key is not None

@@ -8,7 +8,7 @@ import os
 import random
 import time
 import weakref
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
@@ -22,7 +22,7 @@ import cattrs
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._callbacks import CallbackListener
+from ._callbacks import CallbackListener, CallbackRelay
 from ._convert import converter
 from ._download import Progress, download
 from ._errors import (
@@ -38,7 +38,7 @@ from ._errors import (
 )
 from ._jobs import JobRegistry, VideoJob
 from ._models import MusicVideo, TaskStatus, VideoDetails, VideoRequest
-from ._policies import PollPolicy, RateLimit, RequestLimiter, RetryPolicy
+from ._policies import PollPolicy, RateLimit, RequestLimiter, RetryPolicy, SharedRateLimit
 from ._poller import Poller
 from ._store import (
     DONE,
@@ -48,6 +48,7 @@ from ._store import (
     UNKNOWN,
     JobRecord,
     JobStore,
+    LeasedJobStore,
     MemoryJobStore,
     new_key,
 )
@@ -100,8 +101,10 @@ class Client:
         callbacks: CallbackListener | None = None,
         poll: PollPolicy | None = None,
         retry: RetryPolicy | None = None,
-        rate_limit: RateLimit | None = None,
+        rate_limit: RateLimit | SharedRateLimit | None = None,
         store: JobStore | None = None,
+        relay: CallbackRelay | None = None,
+        on_claim: Callable[[VideoJob], object] | None = None,
         timeout: float = 30.0,
         max_connections: int = 100,
         max_concurrent_submits: int = 16,
@@ -140,6 +143,13 @@ class Client:
         self._codes = codes
         self._rng = random.Random(seed)
         self.store: JobStore = store if store is not None else MemoryJobStore()
+        #: Hands callbacks received by any process to the one awaiting the job (Redis).
+        self.relay = relay
+        #: Jobs this client took over from dead workers of a shared store (statistics).
+        self.claimed = 0
+        #: Called with each job taken over from a dead worker (``LeasedJobStore``), e.g. to
+        #: download its video when it finishes; its record is saved when it finishes anyway.
+        self.on_claim = on_claim
         self._batches: weakref.WeakSet[Batch] = weakref.WeakSet()
         self.registry = JobRegistry()
         self.limiter = RequestLimiter(rate_limit)
@@ -177,9 +187,16 @@ class Client:
                 rng=self._rng,
             )
             self.registry.fetch = self.get_video_details
+            self._tg = anyio.create_task_group()
+            await self._tg.__aenter__()
+            if self.limiter.shared is not None:
+                await self._tg.start(self.limiter.run)
+            if self.relay is not None:
+                # Subscribed before the listener serves and before any job registers.
+                await self._tg.start(self.relay.run, self.registry)
             if self.callbacks is not None:
                 listener = self.callbacks
-                listener.bind(self.registry)
+                listener.bind(self.registry, self.relay)
                 stack.callback(listener.unbind)
                 if not listener.attached:
                     await listener.start()
@@ -192,13 +209,13 @@ class Client:
                         listener.callback_url.rsplit("/", 1)[0],
                         self.poll_policy.fallback_interval,
                     )
-            self._tg = anyio.create_task_group()
-            await self._tg.__aenter__()
             self._poller = Poller(
                 self.registry, self.get_video_details, self.poll_policy, rng=self._rng
             )
             self.registry.poller = self._poller
             await self._tg.start(self._poller.run)
+            if isinstance(self.store, LeasedJobStore):
+                await self._tg.start(self._keep_lease, self.store)
         except BaseException:
             if self._tg is not None:
                 self._tg.cancel_scope.cancel()
@@ -277,29 +294,46 @@ class Client:
         author: str | None = None,
         domain_name: str | None = None,
         callback_url: str | None = None,
+        key: str | None = None,
     ) -> VideoJob:
         """Submit a music-video job for a track; returns the awaitable :class:`VideoJob`.
 
         Arguments are validated first (``InvalidRequestError``, nothing sent). With a
         listener, the job resolves on its callback (plus a slow safety poll); with
         ``callback_url`` the result is also POSTed to your own endpoint.
+
+        ``key`` names the job's record in the store (your own id for the track, say): if
+        the store already holds a record under it, nothing is submitted again — the
+        existing job is returned (finished, or re-attached).
         """
         request = VideoRequest(task_id, audio_id, author=author, domain_name=domain_name)
-        return await self.submit(request, callback_url=callback_url)
+        return await self.submit(request, callback_url=callback_url, key=key)
 
-    async def submit(self, request: VideoRequest, *, callback_url: str | None = None) -> VideoJob:
+    async def submit(
+        self,
+        request: VideoRequest,
+        *,
+        callback_url: str | None = None,
+        key: str | None = None,
+    ) -> VideoJob:
         """Like :meth:`create_video`, for a ready :class:`VideoRequest`."""
         if not isinstance(request, VideoRequest):
             raise InvalidRequestError(f"expected a VideoRequest, got {type(request).__name__}")
         if callback_url is not None and not callback_url.startswith(("http://", "https://")):
             raise InvalidRequestError(f"callback_url must be an http(s) URL, got {callback_url!r}")
+        if key is not None and (not isinstance(key, str) or not key.strip()):
+            raise InvalidRequestError(f"key must be a non-empty string, got {key!r}")
         self.poller  # noqa: B018 - raises ClientClosedError when not running
+        if key is not None:
+            existing = await self.store.get(key)
+            if existing is not None:
+                return self._job_of_record(existing)
         via_listener = callback_url is None and self.callbacks is not None
         if callback_url is None:
             callback_url = self.callbacks.callback_url if self.callbacks else NO_CALLBACK_URL
         body: dict[str, Any] = converter.unstructure(request)
         body["callBackUrl"] = callback_url
-        record = JobRecord(new_key(), request, SUBMITTING, via_listener=via_listener)
+        record = JobRecord(key or new_key(), request, SUBMITTING, via_listener=via_listener)
         async with self._submit_slots:
             record = await self._post_submit(record, body)
         assert record.task_id is not None
@@ -343,10 +377,29 @@ class Client:
             await self.store.save(record)
         return record
 
+    def _job_of_record(self, record: JobRecord) -> VideoJob:
+        """The job for a record a store already holds (a submit is never repeated)."""
+        if record.finished and record.task_id:
+            return self._from_store(record)
+        if record.state == SUBMITTED and record.task_id:
+            existing = self.registry.get(record.task_id)
+            if existing is not None:
+                return existing
+            listening = record.via_listener and (
+                self.relay is not None or self.callbacks is not None
+            )
+            return self._track(self._new_job(record.task_id, record.request, listening), record)
+        raise InvalidRequestError(
+            f"the submission under key {record.key!r} is {record.state}: it may have been "
+            "submitted; check before submitting it again under another key"
+        )
+
     def _track(self, job: VideoJob, record: JobRecord | None) -> VideoJob:
         registered = self.registry.register(job)
         if registered is job and record is not None:
             job.add_done_callback(functools.partial(self._job_finished, record))
+        if registered is job and self.relay is not None and not job.done():
+            self.relay.watch(job.task_id)  # a callback stored before we registered
         return registered
 
     def _job_finished(self, record: JobRecord, job: VideoJob) -> None:
@@ -388,8 +441,10 @@ class Client:
                 if existing is not None:
                     yield existing
                     continue
-                # The old listener's secret died with the old process: poll these.
-                yield self._track(self._new_job(record.task_id, record.request), record)
+                # The old listener's secret died with the old process: poll these (unless
+                # a relay hands over callbacks to a shared URL).
+                listening = record.via_listener and self.relay is not None
+                yield self._track(self._new_job(record.task_id, record.request, listening), record)
             elif record.state == SUBMITTING:
                 logger.warning(
                     "submission of %s/%s was interrupted: it may have been submitted; not "
@@ -413,6 +468,43 @@ class Client:
             )
             self.registry.settle(job, error, "store")
         return job
+
+    async def _keep_lease(
+        self, store: LeasedJobStore, *, task_status: anyio.abc.TaskStatus[None]
+    ) -> None:
+        """Renew this worker's lease on its jobs; take over the jobs of workers whose lease
+        ended (they died): poll them to the end, never submit them again."""
+        await store.renew()
+        task_status.started()
+        while True:
+            await anyio.sleep(store.lease_seconds / 3)
+            try:
+                await store.renew()
+                records = await store.claim()
+            except Exception as exc:
+                logger.warning("job store lease renewal failed: %s", exc)
+                continue
+            for record in records:
+                await self._adopt(record)
+
+    async def _adopt(self, record: JobRecord) -> None:
+        if record.state == SUBMITTED and record.task_id:
+            if self.registry.get(record.task_id) is None:
+                self.claimed += 1
+                logger.info("took over video task %s from a dead worker", record.task_id)
+                job = self._job_of_record(record)
+                if self.on_claim is not None:
+                    try:
+                        self.on_claim(job)
+                    except Exception:
+                        logger.exception("on_claim failed for video task %s", record.task_id)
+        elif record.state == SUBMITTING:
+            logger.warning(
+                "a dead worker was submitting %s/%s: it may have been submitted; not re-sent",
+                record.request.task_id,
+                record.request.audio_id,
+            )
+            await self.store.save(attrs.evolve(record, state=UNKNOWN))
 
     async def unknown_submissions(self) -> list[JobRecord]:
         """Submissions whose outcome is unknown: they may or may not have been made."""

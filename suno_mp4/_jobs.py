@@ -257,6 +257,10 @@ class JobRegistry:
     def get(self, task_id: str) -> VideoJob | None:
         return self._jobs.get(task_id)
 
+    def task_ids(self) -> list[str]:
+        """The task ids of the pending jobs."""
+        return list(self._jobs)
+
     def register(self, job: VideoJob) -> VideoJob:
         """Track ``job`` (or return the job already tracked for its task id)."""
         existing = self._jobs.get(job.task_id)
@@ -286,11 +290,12 @@ class JobRegistry:
             return False
         return self._resolve(job, outcome, "poll")
 
-    def apply_callback(self, payload: CallbackPayload) -> bool:
-        """A callback. Returns whether it resolved a job; unknown ids are buffered."""
+    def apply_callback(self, payload: CallbackPayload, *, buffer: bool = True) -> bool:
+        """A callback. Returns whether it resolved a job; unknown ids are buffered (unless
+        ``buffer=False``: a relay hands over other processes' callbacks too)."""
         job = self._jobs.get(payload.task_id)
         if job is None:
-            if payload.task_id in self._recent:
+            if payload.task_id in self._recent or not buffer:
                 self.stats["ignored"] += 1
             else:
                 self._buffer(payload)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import math
 import random
 from collections import deque
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import anyio
 import attrs
+from anyio.abc import TaskStatus
 
 from ._errors import InvalidRequestError
 
@@ -21,7 +23,10 @@ __all__ = [
     "RateLimit",
     "RequestLimiter",
     "RetryPolicy",
+    "SharedRateLimit",
 ]
+
+logger = logging.getLogger("suno_mp4")
 
 
 def _positive(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
@@ -129,6 +134,31 @@ class RateLimit:
             raise InvalidRequestError(f"requests must be a positive integer, got {value!r}")
 
 
+@runtime_checkable
+class SharedRateLimit(Protocol):
+    """A :class:`RateLimit` shared by several processes (``suno_mp4.redis.RedisRateLimit``).
+
+    Pass it as ``Client(rate_limit=...)``. Each request takes a permit with ``acquire``
+    (waiting as long as needed) and hands it back with ``release`` once its answer arrived;
+    the permit counts against the limit until ``limit.per_seconds`` after that.
+    """
+
+    @property
+    def limit(self) -> RateLimit: ...
+
+    async def acquire(self) -> str:
+        """Wait for a permit; returns its token."""
+        ...
+
+    async def release(self, token: str) -> None:
+        """The request that used ``token`` got its answer (or failed)."""
+        ...
+
+    async def pause(self, seconds: float) -> None:
+        """A 429 arrived: no process sends anything for ``seconds``."""
+        ...
+
+
 PRIORITY_SUBMIT = 0
 PRIORITY_POLL = 1
 
@@ -148,12 +178,14 @@ class _Waiter:
 class Permit:
     """One request's right to go; ``release()`` once its answer (or failure) arrived."""
 
-    __slots__ = ("_limiter", "_released", "sent_at")
+    __slots__ = ("_limiter", "_released", "sent_at", "token")
 
     def __init__(self, limiter: RequestLimiter, sent_at: float) -> None:
         self._limiter = limiter
         self._released = False
         self.sent_at = sent_at
+        #: The shared limit's token, if any.
+        self.token: str | None = None
 
     def release(self, *, ok: bool = True) -> None:
         if not self._released:
@@ -176,8 +208,19 @@ class RequestLimiter:
     #: Past this learned rate the brake is released altogether.
     _RELEASE = 1000.0
 
-    def __init__(self, limit: RateLimit | None = None) -> None:
+    def __init__(self, limit: RateLimit | SharedRateLimit | None = None) -> None:
+        self.shared: SharedRateLimit | None = None
+        if limit is not None and not isinstance(limit, RateLimit):
+            if not isinstance(limit, SharedRateLimit):
+                raise InvalidRequestError(
+                    f"rate_limit must be a RateLimit or a shared limit, got {limit!r}"
+                )
+            # The process keeps the same limit locally: it can never use more than all.
+            self.shared, limit = limit, limit.limit
         self.limit = limit
+        # Shared-limit work that must not block the caller (releases, pauses), done by run().
+        self._outbox: deque[tuple[str, str | float]] = deque()
+        self._outbox_ready: anyio.Event | None = None
         self._heap: list[_Waiter] = []
         self._seq = itertools.count()
         self._free: deque[float] = deque()
@@ -228,6 +271,16 @@ class RequestLimiter:
 
     async def acquire(self, priority: int = PRIORITY_POLL) -> Permit:
         """Wait for this request's turn. Cancellation leaves the queue consistent."""
+        permit = await self._acquire_local(priority)
+        if self.shared is not None:
+            try:
+                permit.token = await self.shared.acquire()
+            except BaseException:
+                permit.release(ok=False)
+                raise
+        return permit
+
+    async def _acquire_local(self, priority: int) -> Permit:
         now = self._now()
         if not self._heap and self._ready_at() <= now:
             return self._take(now)
@@ -264,7 +317,45 @@ class RequestLimiter:
             self._successes.append(now)
             while self._successes and self._successes[0] < now - 1:
                 self._successes.popleft()
+        if permit.token is not None:
+            self._post("release", permit.token)
         self._wake_head()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Hands releases and pauses to the shared limit (the client runs this task).
+
+        A release that cannot reach it is not fatal: the shared limit takes the permit back
+        by itself when its lease ends.
+        """
+        task_status.started()
+        try:
+            while True:
+                while self._outbox:
+                    await self._forward(*self._outbox.popleft())
+                self._outbox_ready = anyio.Event()
+                await self._outbox_ready.wait()
+        finally:
+            # Closing: hand back what is still queued, briefly, so other processes need not
+            # wait for the leases to end.
+            self._outbox_ready = None
+            with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                while self._outbox:
+                    await self._forward(*self._outbox.popleft())
+
+    def _post(self, action: str, value: str | float) -> None:
+        self._outbox.append((action, value))
+        if self._outbox_ready is not None:
+            self._outbox_ready.set()
+
+    async def _forward(self, action: str, value: str | float) -> None:
+        assert self.shared is not None
+        try:
+            if action == "release":
+                await self.shared.release(str(value))
+            else:
+                await self.shared.pause(float(value))
+        except Exception as exc:  # the lease covers a lost release
+            logger.warning("shared rate limit: %s failed: %s", action, exc)
 
     def throttle(self, permit: Permit | None, retry_after: float | None, backoff: float) -> None:
         """A 429 arrived: pause every new request client-wide for ``Retry-After`` (or the
@@ -288,4 +379,6 @@ class RequestLimiter:
             self._probing = True
             self._rate_changed_at = now + pause
         self._paused_until = max(self._paused_until, now + pause)
+        if self.shared is not None:
+            self._post("pause", pause)
         self._wake_head()

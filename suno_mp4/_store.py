@@ -17,7 +17,7 @@ import attrs
 from ._convert import converter
 from ._models import MusicVideo, VideoRequest
 
-__all__ = ["JobRecord", "JobStore", "MemoryJobStore", "SQLiteJobStore"]
+__all__ = ["JobRecord", "JobStore", "LeasedJobStore", "MemoryJobStore", "SQLiteJobStore"]
 
 #: Write-ahead state: the POST may or may not have reached the server.
 SUBMITTING = "submitting"
@@ -51,6 +51,36 @@ def new_key() -> str:
     return uuid.uuid4().hex
 
 
+def record_to_json(record: JobRecord) -> str:
+    """One record as JSON (no API key is ever part of a record)."""
+    return json.dumps(
+        {
+            "key": record.key,
+            "task_id": record.task_id,
+            "state": record.state,
+            "request": converter.unstructure(record.request),
+            "via_listener": record.via_listener,
+            "video": converter.unstructure(record.video) if record.video else None,
+            "error": record.error,
+            "updated_at": record.updated_at,
+        }
+    )
+
+
+def record_from_json(text: str | bytes) -> JobRecord:
+    data = json.loads(text)
+    return JobRecord(
+        key=data["key"],
+        request=converter.structure(data["request"], VideoRequest),
+        state=data["state"],
+        task_id=data.get("task_id"),
+        via_listener=bool(data.get("via_listener")),
+        video=converter.structure(data["video"], MusicVideo) if data.get("video") else None,
+        error=data.get("error"),
+        updated_at=float(data.get("updated_at") or 0.0),
+    )
+
+
 @runtime_checkable
 class JobStore(Protocol):
     """Where a client records its jobs so a restarted process can resume them.
@@ -72,6 +102,27 @@ class JobStore(Protocol):
     async def all(self) -> Sequence[JobRecord]: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class LeasedJobStore(JobStore, Protocol):
+    """A store shared by several worker processes (``suno_mp4.redis.RedisJobStore``).
+
+    Each worker owns the records it saves and keeps a lease on them; ``unfinished`` and
+    ``all`` list its own records. A client renews the lease every ``lease_seconds / 3`` and
+    calls ``claim``, which moves the unfinished records of workers whose lease ended to this
+    worker; the client then finishes those jobs by polling (a submit is never repeated).
+    """
+
+    @property
+    def worker_id(self) -> str: ...
+
+    @property
+    def lease_seconds(self) -> float: ...
+
+    async def renew(self) -> None: ...
+
+    async def claim(self) -> Sequence[JobRecord]: ...
 
 
 class MemoryJobStore:

@@ -9,6 +9,7 @@ advance. For demos, tests and benchmarks without a paid key.
 
 from ._faults import Faults
 from ._main import build_arg_parser, main
+from ._redis import RedisServer, redis_server
 from ._renderer import PlaceholderRenderer, Renderer, RenderFailed, RenderJob
 from ._server import Sandbox
 from ._state import Flag, VideoTaskRecord
@@ -19,6 +20,7 @@ __all__ = [
     "Flag",
     "PlaceholderRenderer",
     "RenderFailed",
+    "RedisServer",
     "RenderJob",
     "Renderer",
     "Sandbox",
@@ -26,4 +28,5 @@ __all__ = [
     "VideoTaskRecord",
     "build_arg_parser",
     "main",
+    "redis_server",
 ]

@@ -1,0 +1,322 @@
+"""suno_mp4.redis against a real redis-server on 127.0.0.1 (started here, on a free port)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Iterator
+
+import aiohttp
+import anyio
+import pytest
+from redis.asyncio import Redis
+
+from suno_mp4 import (
+    CallbackListener,
+    Client,
+    InvalidRequestError,
+    PollPolicy,
+    RateLimit,
+    TransportError,
+)
+from suno_mp4._store import SUBMITTED, SUBMITTING, UNKNOWN, JobRecord
+from suno_mp4.redis import RedisCallbackRelay, RedisJobStore, RedisRateLimit
+from suno_mp4.sandbox import RedisServer, Sandbox, redis_server
+
+from .conftest import FAST_POLL, FAST_RETRY
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def redis_proc() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture
+async def redis(redis_proc: RedisServer) -> AsyncIterator[Redis]:
+    r = Redis.from_url(redis_proc.url)
+    await r.flushall()
+    try:
+        yield r
+    finally:
+        await r.aclose()
+
+
+def _client(sb: Sandbox, **kwargs: object) -> Client:
+    return Client(
+        sb.api_key,
+        base_url=sb.base_url,
+        poll=kwargs.pop("poll", FAST_POLL),  # type: ignore[arg-type]
+        retry=FAST_RETRY,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+# The shared rate limit.
+
+
+async def test_three_clients_sharing_a_limit_never_trip_the_servers_window(redis: Redis) -> None:
+    async with Sandbox(render_time=0.05, rate_limit=(10, 1.0), seed=3) as sb:
+        tracks = [sb.add_track() for _ in range(36)]
+        clients = [
+            _client(
+                sb,
+                rate_limit=RedisRateLimit(redis, RateLimit(10, 1.0), name="acct"),
+                poll=PollPolicy(initial_delay=60),  # submits only, while we measure
+            )
+            for _ in range(3)
+        ]
+        async with clients[0] as a, clients[1] as b, clients[2] as c:
+            start = anyio.current_time()
+            jobs = []
+
+            async def submit(client: Client, track: tuple[str, str]) -> None:
+                jobs.append(await client.create_video(*track))
+
+            with anyio.fail_after(30):
+                async with anyio.create_task_group() as tg:
+                    for i, track in enumerate(tracks):
+                        tg.start_soon(submit, (a, b, c)[i % 3], track)
+            elapsed = anyio.current_time() - start
+        assert len(jobs) == 36
+        assert sb.stats.answers[429] == 0
+        assert sum(sb.stats.submits.values()) == 36
+        # 36 submits at 10/s: 10 at once, then 10 more a second after each answer. Shared,
+        # but not throttled to a crawl: within 0.8 s of the ideal 3 s.
+        assert 2.9 <= elapsed <= 3.8
+
+
+async def test_a_pause_from_one_process_holds_back_the_others(redis: Redis) -> None:
+    one = RedisRateLimit(redis, 100, name="p")
+    other = RedisRateLimit(redis, 100, name="p")
+    await one.pause(0.4)
+    start = anyio.current_time()
+    with anyio.fail_after(5):
+        token = await other.acquire()
+    assert anyio.current_time() - start >= 0.35
+    await other.release(token)
+
+
+async def test_a_permit_never_released_stops_counting_after_its_lease(redis: Redis) -> None:
+    limit = RedisRateLimit(redis, RateLimit(1, 0.1), name="lease", lease=0.3)
+    await limit.acquire()  # the process "dies" holding it
+    start = anyio.current_time()
+    with anyio.fail_after(5):
+        await limit.acquire()
+    assert anyio.current_time() - start >= 0.25
+
+
+async def test_an_unreachable_redis_fails_the_request_with_a_typed_error() -> None:
+    with redis_server() as server:
+        r = Redis.from_url(server.url)
+        limit = RedisRateLimit(r, 5, name="down", unavailable_after=0.5)
+        server.kill()
+        with anyio.fail_after(10), pytest.raises(TransportError) as info:
+            await limit.acquire()
+        assert info.value.sent is False
+        await r.aclose()
+
+
+# Callback fan-out.
+
+
+async def test_a_callback_landing_on_another_workers_listener_resolves_here(
+    redis: Redis,
+) -> None:
+    secret = secrets.token_urlsafe(32)
+    async with Sandbox(render_time=0.1, seed=4) as sb:
+        tracks = [sb.add_track() for _ in range(20)]
+        front = CallbackListener(secret=secret)
+        async with _client(sb, callbacks=front, relay=RedisCallbackRelay(redis)) as worker0:
+            base = front.callback_url.rsplit("/", 1)[0].removesuffix(front.path)
+            # Worker 1 hands out the same URL: the balancer always picks worker 0.
+            behind = CallbackListener(public_url=base, secret=secret)
+            relay1 = RedisCallbackRelay(redis)
+            async with _client(sb, callbacks=behind, relay=relay1) as worker1:
+                assert behind.callback_url == front.callback_url
+                jobs = [await worker1.create_video(*t) for t in tracks]
+                with anyio.fail_after(20):
+                    videos = [await job for job in jobs]
+        assert [v.task_id for v in videos] == [j.task_id for j in jobs]
+        assert {j.resolved_by for j in jobs} == {"callback"}
+        assert sum(j.polls for j in jobs) == 0
+        assert front.answers == {200: 20}
+        assert behind.answers == {}
+        assert relay1.stats["resolved"] == 20
+
+
+async def test_a_result_stored_before_the_job_registered_is_found(redis: Redis) -> None:
+    async with Sandbox(render_time=0.05, seed=5) as sb:
+        task, audio = sb.add_track()
+        relay = RedisCallbackRelay(redis)
+        no_poll = FAST_POLL.__class__(fallback_interval=300, max_wait=60)
+        async with _client(sb, relay=relay, poll=no_poll) as c:
+            job = await c.create_video(task, audio)
+            video_task = job.task_id
+        # Another process received the callback while nobody here listened.
+        publisher = RedisCallbackRelay(redis)
+        body = {
+            "code": 200,
+            "msg": "ok",
+            "data": {"task_id": video_task, "video_url": "http://127.0.0.1:1/v.mp4"},
+        }
+        await publisher.publish(body)
+        async with _client(sb, relay=RedisCallbackRelay(redis), poll=no_poll) as c:
+            job = c.job(video_task, expect_callback=True)
+            with anyio.fail_after(5):
+                video = await job
+        assert video.video_url == "http://127.0.0.1:1/v.mp4"
+        assert job.resolved_by == "callback"
+        assert job.polls == 0
+
+
+async def test_a_relay_that_lost_its_subscription_finds_what_was_published_meanwhile(
+    redis: Redis,
+) -> None:
+    async with Sandbox(render_time=0.05, seed=6) as sb:
+        task, audio = sb.add_track()
+        relay = RedisCallbackRelay(redis)
+        no_poll = FAST_POLL.__class__(fallback_interval=300, max_wait=60)
+        async with _client(sb, relay=relay, poll=no_poll) as c:
+            job = c.job("mp4_waiting", expect_callback=True)
+            with anyio.fail_after(5):
+                while relay.stats["lookups"] < 1:  # its first look-up found nothing
+                    await anyio.sleep(0.01)
+            # Cut every subscriber connection, and publish while it re-subscribes.
+            await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+            body = {
+                "code": 200,
+                "msg": "ok",
+                "data": {"task_id": "mp4_waiting", "video_url": "http://127.0.0.1:1/w.mp4"},
+            }
+            await RedisCallbackRelay(redis).publish(body)
+            with anyio.fail_after(10):
+                video = await job
+        assert video.video_url.endswith("/w.mp4")
+        assert relay.stats["reconnects"] >= 1
+
+
+async def test_the_listener_answers_503_when_redis_cannot_store_the_callback() -> None:
+    with redis_server() as server:
+        r = Redis.from_url(server.url)
+        async with Sandbox(render_time=0.05) as sb:
+            listener = CallbackListener()
+            async with _client(sb, callbacks=listener, relay=RedisCallbackRelay(r)):
+                server.kill()
+                body = {
+                    "code": 200,
+                    "msg": "ok",
+                    "data": {"task_id": "mp4_x", "video_url": "http://127.0.0.1:1/x.mp4"},
+                }
+                async with aiohttp.ClientSession() as session:
+                    with anyio.fail_after(30):
+                        async with session.post(listener.callback_url, json=body) as resp:
+                            status = resp.status
+        await r.aclose()
+    assert status == 503  # the sender retries: not lost
+
+
+def test_a_listener_secret_must_be_long_and_url_safe() -> None:
+    with pytest.raises(InvalidRequestError):
+        CallbackListener(secret="short")
+    with pytest.raises(InvalidRequestError):
+        CallbackListener(secret="a/" * 20)
+    assert CallbackListener(secret="x" * 32).route.endswith("{secret}")
+
+
+# The shared job store.
+
+
+def _record(key: str, state: str = SUBMITTED, task_id: str | None = None) -> JobRecord:
+    from suno_mp4 import VideoRequest
+
+    return JobRecord(key, VideoRequest("t" + key, "a" + key), state, task_id=task_id)
+
+
+async def test_store_round_trip_and_ownership(redis: Redis) -> None:
+    a = RedisJobStore(redis, worker_id="a")
+    b = RedisJobStore(redis, worker_id="b")
+    await a.save(_record("k1", task_id="mp4_1"))
+    await a.save(_record("k2", SUBMITTING))
+    await b.save(_record("k3", task_id="mp4_3"))
+    assert (await b.get("k1")) == (await a.get("k1"))
+    assert (await b.find_task("mp4_1")) is not None
+    assert {r.key for r in await a.unfinished()} == {"k1", "k2"}
+    assert {r.key for r in await b.unfinished()} == {"k3"}
+    done = _record("k1", "done", task_id="mp4_1")
+    await a.save(done)
+    assert {r.key for r in await a.unfinished()} == {"k2"}
+    assert {r.key for r in await a.all()} == {"k1", "k2"}
+
+
+async def test_only_a_dead_workers_records_are_claimed_and_only_once(redis: Redis) -> None:
+    dead = RedisJobStore(redis, worker_id="dead", lease=0.2)
+    alive = RedisJobStore(redis, worker_id="alive", lease=30)
+    heirs = [RedisJobStore(redis, worker_id=f"heir{i}") for i in range(3)]
+    await dead.renew()
+    await alive.renew()
+    for i in range(10):
+        await dead.save(_record(f"d{i}", task_id=f"mp4_d{i}"))
+        await alive.save(_record(f"a{i}", task_id=f"mp4_a{i}"))
+    await dead.save(_record("d-done", "done", task_id="mp4_dd"))
+    assert await heirs[0].claim() == []  # its lease still runs
+    with anyio.fail_after(5):
+        while await redis.exists("{suno-mp4}:jobs:alive:dead"):
+            await anyio.sleep(0.05)
+    claimed: list[list[JobRecord]] = [[] for _ in heirs]
+
+    async def claim(i: int) -> None:
+        claimed[i] = list(await heirs[i].claim())
+
+    async with anyio.create_task_group() as tg:
+        for i in range(3):
+            tg.start_soon(claim, i)
+    keys = sorted(r.key for batch in claimed for r in batch)
+    assert keys == sorted(f"d{i}" for i in range(10))  # each once; finished ones stay
+    assert await dead.unfinished() == []
+    assert len(await alive.unfinished()) == 10
+
+
+async def test_a_dead_clients_jobs_are_finished_by_another_never_resubmitted(
+    redis: Redis,
+) -> None:
+    async with Sandbox(render_time=(1.0, 1.5), seed=7) as sb:
+        tracks = [sb.add_track() for _ in range(12)]
+        first = RedisJobStore(redis, worker_id="first", lease=0.6)
+        async with _client(sb, store=first) as c:
+            jobs = [await c.create_video(*t) for t in tracks[:10]]
+        # "first" is gone with 10 jobs rendering, and one submit cut short.
+        await first.save(_record("cut", SUBMITTING))
+        second = RedisJobStore(redis, worker_id="second", lease=0.6)
+        async with _client(sb, store=second) as c:
+            with anyio.fail_after(20):
+                while c.claimed < 10:
+                    await anyio.sleep(0.05)
+                mine = [job async for job in c.resume()]
+                videos = [await job for job in mine]
+            assert sorted(v.task_id for v in videos) == sorted(j.task_id for j in jobs)
+            unknown = await c.unknown_submissions()
+        assert max(sb.stats.submits.values()) == 1
+        assert sum(sb.stats.submits.values()) == 10
+        assert [r.key for r in unknown] == ["cut"]
+        assert unknown[0].state == UNKNOWN
+        finished = [r for r in await second.all() if r.state == "done"]
+        assert len(finished) == 10
+
+
+async def test_submit_with_a_key_is_done_once(redis: Redis) -> None:
+    async with Sandbox(render_time=0.05, seed=8) as sb:
+        track = sb.add_track()
+        async with _client(sb, store=RedisJobStore(redis, worker_id="w")) as c:
+            job = await c.create_video(*track, key="track-1")
+            again = await c.create_video(*track, key="track-1")
+            assert again is job
+            with anyio.fail_after(10):
+                await job
+            with anyio.fail_after(5):
+                while (await c.store.get("track-1")).state != "done":  # type: ignore[union-attr]
+                    await anyio.sleep(0.01)
+            finished = await c.create_video(*track, key="track-1")
+            assert finished.done() and finished.resolved_by == "store"
+        assert sum(sb.stats.submits.values()) == 1
