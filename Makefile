@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck check chaos bench clean
+.PHONY: venv demo test lint typecheck check chaos bench scale redis-server clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,15 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/suno-mp4 demo
 
-test: $(STAMP)
+# The Redis tests start their own redis-server on 127.0.0.1: install Debian's if missing.
+redis-server:
+	@command -v redis-server >/dev/null || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		echo "installing redis-server (Debian package)"; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+
+test: $(STAMP) redis-server
 	$(BIN)/python -m pytest -q -m "not chaos" -W error::ResourceWarning
 
 lint: $(STAMP)
@@ -35,9 +43,14 @@ chaos: $(STAMP)
 		$(BIN)/python -m pytest -q -s -p no:randomly tests/test_chaos.py tests/test_hardening.py
 
 # The benchmarks need matplotlib (the `bench` extra) for their plot; `make test` does not.
-bench: $(STAMP)
+bench: $(STAMP) redis-server
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks
+
+# The scale-out acceptance run: 4 worker processes, redis-server, a sandbox limited to
+# 20 requests/s, 2,000 jobs, every callback to worker 0, worker 2 SIGKILLed midway.
+scale: $(STAMP) redis-server
+	$(BIN)/python -m benchmarks.scaleout --workers 4 --jobs 2000 --rate 20 --kill 2
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -15,7 +15,16 @@ from pathlib import Path
 
 import anyio
 
-from . import download, overhead, polling_bound, ratelimit, render, resolution, scale
+from . import (
+    download,
+    overhead,
+    polling_bound,
+    ratelimit,
+    render,
+    resolution,
+    scale,
+    scaleout,
+)
 from ._common import table
 
 HERE = Path(__file__).resolve().parent
@@ -103,6 +112,20 @@ def main(argv: list[str] | None = None) -> None:
         f"## Rendering (the sandbox's renderer)\n\nMedian of {runs} alternating runs; target "
         f"<= 1.1x the bare command and >= 4x real time.\n\n{table(headers, rows)}\n\n"
         f"Reproduce: `python -m benchmarks.render --seconds {render_seconds:g} --runs {runs}`\n"
+    )
+
+    jobs, rate = (30, 50) if quick else (400, 20)
+    headers, rows = anyio.run(lambda: scaleout.bench(jobs, rate, kill_jobs=0 if quick else jobs))
+    add(
+        f"## Scale-out on Redis: 1, 2, 4 worker processes\n\n{jobs} jobs, sandbox limit "
+        f"{rate} requests/s, shared `RedisRateLimit`, `RedisCallbackRelay`, `RedisJobStore`; "
+        f"every callback goes to worker 0's listener. Throughput = submits per second while "
+        f"submitting / the limit; lag = resolved on the submitting worker - finished by the "
+        f"sandbox. The 1-worker row is the baseline; the last row SIGKILLs worker 2 midway. "
+        f"Targets: 0 x 429, throughput >= 0.9 of the limit, 0 re-submitted.\n\n"
+        f"{table(headers, rows)}\n\n"
+        f"Reproduce: `python -m benchmarks.scaleout --bench --jobs {jobs} --rate {rate}`; the "
+        f"2,000-job acceptance run: `make scale`\n"
     )
 
     header = (

@@ -81,6 +81,8 @@ def sandbox_process(*args: str) -> Iterator[SandboxProcess]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def pct(values: Sequence[float], q: float) -> float:

@@ -10,7 +10,7 @@ back the tracks it had taken but not submitted; ``key=`` makes sure nothing is s
 twice.
 
     python -m benchmarks.scaleout --workers 4 --jobs 2000 --rate 20 --kill 2   # acceptance
-    python -m benchmarks.scaleout --bench                                     # 1, 2, 4 workers
+    python -m benchmarks.scaleout --bench --jobs 400          # 1, 2, 4 workers, then a kill
 
 Throughput = API requests the sandbox answered per second while jobs were being submitted
 (first to last submit), over the limit. Lag = when the submitting worker resolved the job
@@ -48,6 +48,7 @@ from suno_mp4.sandbox import redis_server
 
 from ._common import median, pct, sandbox_process, table
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUEUE = "{bench}:queue"
 RESULTS = "{bench}:results"
 
@@ -223,6 +224,7 @@ async def run(
                     json.dumps({**cfg, "index": i}),
                 ],
                 env=env,
+                cwd=ROOT,
             )
             for i in range(workers)
         ]
@@ -318,6 +320,17 @@ HEADERS = [
 ]
 
 
+async def bench(jobs: int, rate: int, *, kill_jobs: int) -> tuple[list[str], list[list[object]]]:
+    """The benchmark rows: 1, 2 and 4 workers (the 1-worker row is the baseline), then 4
+    workers with one SIGKILLed midway."""
+    results = [await run(n, jobs, rate) for n in (1, 2, 4)]
+    if kill_jobs:
+        results.append(await run(4, kill_jobs, rate, kill=2))
+    base = results[0]["throughput"]
+    rows = [[*_row(r), r["throughput"] / base] for r in results]
+    return [*HEADERS, "throughput vs 1 worker"], rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -331,12 +344,12 @@ def main(argv: list[str] | None = None) -> None:
         anyio.run(worker, json.loads(args.worker))
         return
     if args.bench:
-        rows = [_row(anyio.run(run, n, args.jobs, args.rate)) for n in (1, 2, 4)]
-    else:
-        result = anyio.run(lambda: run(args.workers, args.jobs, args.rate, kill=args.kill))
-        print(json.dumps(result, indent=2))
-        rows = [_row(result)]
-    print(table(HEADERS, rows))
+        headers, rows = anyio.run(lambda: bench(args.jobs, args.rate, kill_jobs=args.jobs))
+        print(table(headers, rows))
+        return
+    result = anyio.run(lambda: run(args.workers, args.jobs, args.rate, kill=args.kill))
+    print(json.dumps(result, indent=2))
+    print(table(HEADERS, [_row(result)]))
 
 
 if __name__ == "__main__":

@@ -31,5 +31,6 @@ def test_benchmarks_quick_run_prints_every_strategy() -> None:
         "raw aiohttp iter_chunked + write (baseline)",
         "suno_mp4 client.download",
         "FfmpegRenderer.render",
+        "Scale-out on Redis",
     ):
         assert row in done.stdout

@@ -128,7 +128,7 @@ async def test_a_callback_landing_on_another_workers_listener_resolves_here(
     async with Sandbox(render_time=0.1, seed=4) as sb:
         tracks = [sb.add_track() for _ in range(20)]
         front = CallbackListener(secret=secret)
-        async with _client(sb, callbacks=front, relay=RedisCallbackRelay(redis)) as worker0:
+        async with _client(sb, callbacks=front, relay=RedisCallbackRelay(redis)):
             base = front.callback_url.rsplit("/", 1)[0].removesuffix(front.path)
             # Worker 1 hands out the same URL: the balancer always picks worker 0.
             behind = CallbackListener(public_url=base, secret=secret)
@@ -175,13 +175,13 @@ async def test_a_relay_that_lost_its_subscription_finds_what_was_published_meanw
     redis: Redis,
 ) -> None:
     async with Sandbox(render_time=0.05, seed=6) as sb:
-        task, audio = sb.add_track()
         relay = RedisCallbackRelay(redis)
         no_poll = FAST_POLL.__class__(fallback_interval=300, max_wait=60)
         async with _client(sb, relay=relay, poll=no_poll) as c:
             job = c.job("mp4_waiting", expect_callback=True)
             with anyio.fail_after(5):
-                while relay.stats["lookups"] < 1:  # its first look-up found nothing
+                # Its first look-up (nothing stored yet) is done: a counter, no event.
+                while relay.stats["lookups"] < 1:  # noqa: ASYNC110
                     await anyio.sleep(0.01)
             # Cut every subscriber connection, and publish while it re-subscribes.
             await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
@@ -262,7 +262,7 @@ async def test_only_a_dead_workers_records_are_claimed_and_only_once(redis: Redi
     await dead.save(_record("d-done", "done", task_id="mp4_dd"))
     assert await heirs[0].claim() == []  # its lease still runs
     with anyio.fail_after(5):
-        while await redis.exists("{suno-mp4}:jobs:alive:dead"):
+        while await redis.exists("{suno-mp4}:jobs:alive:dead"):  # noqa: ASYNC110 - a TTL
             await anyio.sleep(0.05)
     claimed: list[list[JobRecord]] = [[] for _ in heirs]
 
@@ -289,10 +289,15 @@ async def test_a_dead_clients_jobs_are_finished_by_another_never_resubmitted(
         # "first" is gone with 10 jobs rendering, and one submit cut short.
         await first.save(_record("cut", SUBMITTING))
         second = RedisJobStore(redis, worker_id="second", lease=0.6)
-        async with _client(sb, store=second) as c:
+        all_claimed = anyio.Event()
+
+        def on_claim(job: object) -> None:
+            if c.claimed == 10:
+                all_claimed.set()
+
+        async with _client(sb, store=second, on_claim=on_claim) as c:
             with anyio.fail_after(20):
-                while c.claimed < 10:
-                    await anyio.sleep(0.05)
+                await all_claimed.wait()
                 mine = [job async for job in c.resume()]
                 videos = [await job for job in mine]
             assert sorted(v.task_id for v in videos) == sorted(j.task_id for j in jobs)
@@ -315,7 +320,8 @@ async def test_submit_with_a_key_is_done_once(redis: Redis) -> None:
             with anyio.fail_after(10):
                 await job
             with anyio.fail_after(5):
-                while (await c.store.get("track-1")).state != "done":  # type: ignore[union-attr]
+                # The final record is written in the background: nothing to await.
+                while (await c.store.get("track-1")).state != "done":  # type: ignore[union-attr]  # noqa: ASYNC110
                     await anyio.sleep(0.01)
             finished = await c.create_video(*track, key="track-1")
             assert finished.done() and finished.resolved_by == "store"

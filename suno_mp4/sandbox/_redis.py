@@ -69,22 +69,9 @@ def redis_server(*, port: int | None = None, timeout: float = 10.0) -> Iterator[
     for _attempt in range(5):
         chosen = port or _free_port()
         with tempfile.TemporaryDirectory(prefix="suno-mp4-redis-") as workdir:
+            args = f"--bind 127.0.0.1 --port {chosen} --appendonly no --daemonize no".split()
             proc = subprocess.Popen(
-                [
-                    exe,
-                    "--bind",
-                    "127.0.0.1",
-                    "--port",
-                    str(chosen),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    workdir,
-                    "--daemonize",
-                    "no",
-                ],  # fmt: skip
+                [exe, *args, "--save", "", "--dir", workdir],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
