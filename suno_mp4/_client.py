@@ -369,12 +369,12 @@ class Client:
             taken = isinstance(exc, ServerError) or (isinstance(exc, TransportError) and exc.sent)
             state = UNKNOWN if taken or not isinstance(exc, SunoMp4Error) else FAILED
             if written:  # otherwise nothing was sent and there is nothing to remember
-                with anyio.CancelScope(shield=True):
-                    await self.store.save(attrs.evolve(record, state=state, error=str(exc)))
+                await self._save_shielded(attrs.evolve(record, state=state, error=str(exc)))
             raise
         record = attrs.evolve(record, state=SUBMITTED, task_id=video_task_id)
-        with anyio.CancelScope(shield=True):
-            await self.store.save(record)
+        # The API took the job: the caller gets it even if the store fails now (an error
+        # would invite a second, paid submit); a restart then lists it as unknown.
+        await self._save_shielded(record)
         return record
 
     def _job_of_record(self, record: JobRecord) -> VideoJob:
@@ -420,8 +420,18 @@ class Client:
             self._tg.start_soon(self._save_shielded, final)
 
     async def _save_shielded(self, record: JobRecord) -> None:
+        """Save a record after the fact: a store failure is logged, never raised (the job
+        itself is fine, and a background save must not bring the client down)."""
         with anyio.CancelScope(shield=True):
-            await self.store.save(record)
+            try:
+                await self.store.save(record)
+            except Exception as exc:
+                logger.error(
+                    "could not record %s (%s) in the job store: %s",
+                    record.task_id or record.key,
+                    record.state,
+                    exc,
+                )
 
     async def resume(self, *, include_finished: bool = False) -> AsyncIterator[VideoJob]:
         """Re-attach every unfinished job of the store (after a restart) and yield it.

@@ -22,6 +22,7 @@ do not need to agree.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -29,7 +30,7 @@ import os
 import random
 import secrets
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -360,6 +361,15 @@ return moved
 """
 
 
+@contextlib.contextmanager
+def _store_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except RedisError as exc:
+        # sent=False: a store write comes before the request it records.
+        raise TransportError(f"job store in Redis: {what} failed: {exc}", sent=False) from exc
+
+
 def default_worker_id() -> str:
     """``host-pid-random``: unique per process."""
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -375,7 +385,9 @@ class RedisJobStore:
     polls those jobs to the end. A record being submitted when its worker died becomes
     ``unknown`` — never re-sent. Give a restarted worker its old ``worker_id`` to resume its
     own jobs at once (otherwise another worker claims them when the lease ends).
-    Writes are as durable as the Redis server is configured to be (AOF ``appendfsync``).
+    Finished records are kept ``finished_ttl`` seconds (14 days, as long as the video URL
+    lives; ``None`` keeps them). Writes are as durable as the Redis server is configured to
+    be (AOF ``appendfsync``). Redis errors surface as :class:`TransportError`.
     """
 
     def __init__(
@@ -385,11 +397,15 @@ class RedisJobStore:
         worker_id: str | None = None,
         namespace: str = DEFAULT_NAMESPACE,
         lease: float = 30.0,
+        finished_ttl: float | None = 14 * 86400,
     ) -> None:
         if lease <= 0:
             raise InvalidRequestError(f"lease must be > 0, got {lease!r}")
+        if finished_ttl is not None and finished_ttl <= 0:
+            raise InvalidRequestError(f"finished_ttl must be > 0 or None, got {finished_ttl!r}")
         self._redis = redis
         self._worker_id = worker_id or default_worker_id()
+        self._finished_ttl = None if finished_ttl is None else math.ceil(finished_ttl)
         self._prefix = f"{_prefix(namespace)}:jobs"
         self._lease = lease
         self._claim = redis.register_script(_CLAIM)
@@ -413,11 +429,16 @@ class RedisJobStore:
         return f"{self._prefix}:workers"
 
     async def save(self, record: JobRecord) -> None:
+        with _store_errors("save"):
+            await self._save(record)
+
+    async def _save(self, record: JobRecord) -> None:
         me = self._worker_id
+        ttl = self._finished_ttl if record.finished else None
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._key("record", record.key), record_to_json(record))
+            pipe.set(self._key("record", record.key), record_to_json(record), ex=ttl)
             if record.task_id:
-                pipe.set(self._key("task", record.task_id), record.key)
+                pipe.set(self._key("task", record.task_id), record.key, ex=ttl)
             pipe.sadd(self._key("keys", me), record.key)
             if record.finished:
                 pipe.srem(self._key("unfinished", me), record.key)
@@ -426,11 +447,13 @@ class RedisJobStore:
             await pipe.execute()
 
     async def get(self, key: str) -> JobRecord | None:
-        value = await self._redis.get(self._key("record", key))
+        with _store_errors("get"):
+            value = await self._redis.get(self._key("record", key))
         return record_from_json(value) if value is not None else None
 
     async def find_task(self, task_id: str) -> JobRecord | None:
-        key = await self._redis.get(self._key("task", task_id))
+        with _store_errors("find_task"):
+            key = await self._redis.get(self._key("task", task_id))
         return await self.get(_text(key)) if key is not None else None
 
     async def _records(self, keys: Sequence[Any]) -> list[JobRecord]:
@@ -444,21 +467,27 @@ class RedisJobStore:
         return out
 
     async def unfinished(self) -> Sequence[JobRecord]:
-        keys = await self._redis.smembers(self._key("unfinished", self._worker_id))
-        return [r for r in await self._records(list(keys)) if not r.finished]
+        with _store_errors("unfinished"):
+            keys = await self._redis.smembers(self._key("unfinished", self._worker_id))
+            return [r for r in await self._records(list(keys)) if not r.finished]
 
     async def all(self) -> Sequence[JobRecord]:
-        return await self._records(
-            list(await self._redis.smembers(self._key("keys", self._worker_id)))
-        )
+        with _store_errors("all"):
+            keys = await self._redis.smembers(self._key("keys", self._worker_id))
+            return await self._records(list(keys))
 
     async def renew(self) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._key("alive", self._worker_id), "1", px=math.ceil(self._lease * 1000))
-            pipe.sadd(self._workers, self._worker_id)
-            await pipe.execute()
+        with _store_errors("lease renewal"):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.set(self._key("alive", self._worker_id), "1", px=math.ceil(self._lease * 1000))
+                pipe.sadd(self._workers, self._worker_id)
+                await pipe.execute()
 
     async def claim(self) -> Sequence[JobRecord]:
+        with _store_errors("claim"):
+            return await self._claim_dead()
+
+    async def _claim_dead(self) -> Sequence[JobRecord]:
         me = self._worker_id
         moved: list[Any] = []
         for raw in await self._redis.smembers(self._workers):

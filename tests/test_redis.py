@@ -326,3 +326,51 @@ async def test_submit_with_a_key_is_done_once(redis: Redis) -> None:
             finished = await c.create_video(*track, key="track-1")
             assert finished.done() and finished.resolved_by == "store"
         assert sum(sb.stats.submits.values()) == 1
+
+
+async def test_a_429_seen_by_one_client_pauses_the_others(redis: Redis) -> None:
+    paused = anyio.Event()
+
+    class Watched(RedisRateLimit):
+        async def pause(self, seconds: float) -> None:
+            await super().pause(seconds)
+            paused.set()
+
+    async with Sandbox(render_time=0.05, seed=9) as sb:
+        first, second = sb.add_track(), sb.add_track()
+        a = _client(sb, rate_limit=Watched(redis, 10, name="storm"))
+        b = _client(sb, rate_limit=RedisRateLimit(redis, 10, name="storm"))
+        async with a, b:
+            sb.faults.rate_limit_storm_until = sb.now() + 1.0
+            with anyio.fail_after(15):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(a.create_video, *first)
+                    await paused.wait()  # a got its 429: the pause is in Redis
+                    await b.create_video(*second)
+        # b waited out the pause instead of running into the storm itself.
+        assert sb.stats.faults["rate_limit_storm"] == 1
+        assert sum(sb.stats.submits.values()) == 2
+
+
+async def test_a_store_that_cannot_write_ahead_fails_the_submit_before_sending() -> None:
+    with redis_server() as server:
+        r = Redis.from_url(server.url)
+        async with Sandbox(render_time=0.05) as sb:
+            track = sb.add_track()
+            async with _client(sb, store=RedisJobStore(r, worker_id="w")) as c:
+                server.kill()
+                with anyio.fail_after(30), pytest.raises(TransportError) as info:
+                    await c.create_video(*track)
+            assert info.value.sent is False
+            assert "job store" in str(info.value)
+            assert sum(sb.stats.submits.values()) == 0
+        await r.aclose()
+
+
+async def test_finished_records_expire_with_their_video(redis: Redis) -> None:
+    store = RedisJobStore(redis, worker_id="w", finished_ttl=3600)
+    await store.save(_record("k", task_id="mp4_k"))
+    assert await redis.ttl("{suno-mp4}:jobs:record:k") == -1  # unfinished: kept
+    await store.save(_record("k", "done", task_id="mp4_k"))
+    assert 0 < await redis.ttl("{suno-mp4}:jobs:record:k") <= 3600
+    assert 0 < await redis.ttl("{suno-mp4}:jobs:task:mp4_k") <= 3600

@@ -160,3 +160,27 @@ async def test_crash_at_a_random_moment_loses_nothing_and_pays_once(
     # Nothing paid twice.
     assert max(sb.stats.submits.values()) == 1
     print(f"\nseed {seed}: {len(done)} done, {len(unknown)} unknown after SIGKILL")
+
+
+async def test_a_store_failing_after_the_submit_still_hands_over_the_job(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from suno_mp4 import MemoryJobStore
+
+    class Flaky(MemoryJobStore):
+        async def save(self, record: JobRecord) -> None:
+            if record.state != SUBMITTING:
+                raise OSError("disk full")
+            await super().save(record)
+
+    async with Sandbox(render_time=0.05) as sb:
+        track = sb.add_track()
+        async with Client(
+            sb.api_key, base_url=sb.base_url, poll=FAST_POLL, retry=FAST_RETRY, store=Flaky()
+        ) as c:
+            job = await c.create_video(*track)  # paid for: must not raise
+            with anyio.fail_after(10):
+                video = await job
+        assert video.task_id == job.task_id
+        assert sum(sb.stats.submits.values()) == 1
+    assert "could not record" in caplog.text
