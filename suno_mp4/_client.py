@@ -257,6 +257,9 @@ class Client:
                 # Background work ends here: the poller, batches, pending store writes.
                 self._tg.cancel_scope.cancel()
                 await self._tg.__aexit__(None, None, None)
+            if self.limiter.shared is not None:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                    await self.limiter.flush()
         finally:
             if stack is not None:
                 with anyio.CancelScope(shield=True):

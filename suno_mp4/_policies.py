@@ -330,17 +330,17 @@ class RequestLimiter:
         task_status.started()
         try:
             while True:
-                while self._outbox:
-                    await self._forward(*self._outbox.popleft())
+                await self.flush()
                 self._outbox_ready = anyio.Event()
                 await self._outbox_ready.wait()
         finally:
-            # Closing: hand back what is still queued, briefly, so other processes need not
-            # wait for the leases to end.
             self._outbox_ready = None
-            with anyio.CancelScope(shield=True), anyio.move_on_after(2):
-                while self._outbox:
-                    await self._forward(*self._outbox.popleft())
+
+    async def flush(self) -> None:
+        """Hand what is queued to the shared limit now (the client does it when closing,
+        so other processes need not wait for the leases of our last permits to end)."""
+        while self._outbox:
+            await self._forward(*self._outbox.popleft())
 
     def _post(self, action: str, value: str | float) -> None:
         self._outbox.append((action, value))

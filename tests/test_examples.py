@@ -17,6 +17,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
         ("quickstart.py", "valid until"),
         ("bot_attach.py", "resolved by callback"),
         ("batch.py", "50 videos, 0 failures"),
+        ("many_workers.py", "12 videos by 2 workers, 12 resolved by callback"),
     ],
 )
 def test_example_runs_as_written(script: str, expect: str) -> None:

@@ -374,3 +374,19 @@ async def test_finished_records_expire_with_their_video(redis: Redis) -> None:
     await store.save(_record("k", "done", task_id="mp4_k"))
     assert 0 < await redis.ttl("{suno-mp4}:jobs:record:k") <= 3600
     assert 0 < await redis.ttl("{suno-mp4}:jobs:task:mp4_k") <= 3600
+
+
+async def test_a_closed_client_has_handed_back_every_permit(redis: Redis) -> None:
+    async with Sandbox(render_time=0.05, seed=10) as sb:
+        tracks = [sb.add_track() for _ in range(8)]
+        limit = RedisRateLimit(redis, RateLimit(5, 0.2), name="handback", lease=60)
+        async with _client(sb, rate_limit=limit) as c:
+            with anyio.fail_after(10):
+                jobs = [await c.create_video(*t) for t in tracks]
+                for job in jobs:
+                    await job
+    seconds, micros = await redis.time()
+    now_ms = seconds * 1000 + micros // 1000
+    scores = [s for _, s in await redis.zrange("{suno-mp4}:rate:handback", 0, -1, withscores=True)]
+    # A permit still "in flight" would count until its 60 s lease ends.
+    assert all(s <= now_ms + 210 + 50 for s in scores)
