@@ -119,9 +119,10 @@ def main(argv: list[str] | None = None) -> None:
     add(
         f"## Scale-out on Redis: 1, 2, 4 worker processes\n\n{jobs} jobs, sandbox limit "
         f"{rate} requests/s, shared `RedisRateLimit`, `RedisCallbackRelay`, `RedisJobStore`; "
-        f"every callback goes to worker 0's listener. Throughput = submits per second while "
-        f"submitting / the limit; lag = resolved on the submitting worker - finished by the "
-        f"sandbox. The 1-worker row is the baseline; the last row SIGKILLs worker 2 midway. "
+        f"every callback goes to worker 0's listener. Throughput = submits per second after "
+        f"the first burst, (n - limit) / elapsed, over the limit; lag = resolved on the "
+        f"submitting worker - finished by the sandbox. The 1-worker row is the baseline; "
+        f"the last row SIGKILLs worker 2 midway. "
         f"Targets: 0 x 429, throughput >= 0.9 of the limit, 0 re-submitted.\n\n"
         f"{table(headers, rows)}\n\n"
         f"Reproduce: `python -m benchmarks.scaleout --bench --jobs {jobs} --rate {rate}`; the "

@@ -3,7 +3,7 @@
 Everything public is importable from here; the ``_private`` modules may change.
 """
 
-from ._callbacks import CallbackListener
+from ._callbacks import CallbackListener, CallbackRelay
 from ._client import DEFAULT_BASE_URL, NO_CALLBACK_URL, Batch, BatchResult, Client
 from ._errors import (
     ALT_RESELLER_CODES,
@@ -28,8 +28,8 @@ from ._errors import (
 )
 from ._jobs import JobRegistry, VideoJob, as_completed
 from ._models import CallbackPayload, MusicVideo, TaskStatus, VideoDetails, VideoRequest
-from ._policies import PollPolicy, RateLimit, RetryPolicy
-from ._store import JobRecord, JobStore, MemoryJobStore, SQLiteJobStore
+from ._policies import PollPolicy, RateLimit, RetryPolicy, SharedRateLimit
+from ._store import JobRecord, JobStore, LeasedJobStore, MemoryJobStore, SQLiteJobStore
 from ._version import __version__
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "BatchResult",
     "CallbackListener",
     "CallbackPayload",
+    "CallbackRelay",
     "Client",
     "ClientClosedError",
     "ConflictError",
@@ -53,6 +54,7 @@ __all__ = [
     "JobRegistry",
     "JobStore",
     "JobTimeoutError",
+    "LeasedJobStore",
     "MemoryJobStore",
     "MusicVideo",
     "NotFoundError",
@@ -63,6 +65,7 @@ __all__ = [
     "SQLiteJobStore",
     "ServerError",
     "ServiceUnavailableError",
+    "SharedRateLimit",
     "SunoMp4Error",
     "TaskStatus",
     "TransportError",

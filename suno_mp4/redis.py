@@ -202,7 +202,10 @@ class RedisCallbackRelay:
     never lost between processes. Every client subscribes; when it (re)subscribes it looks
     up the stored results of all its pending jobs, and each job it registers is looked up
     once, so a result published while it was away or before the job existed is found.
-    Every process receives every callback (a broadcast): fine for tens of workers.
+    Every process receives every callback (a broadcast): fine for tens of workers. A
+    connection that dies silently (no reset) is noticed only by Redis health checks: create
+    the client with ``health_check_interval=`` (and ``socket_keepalive=True``); meanwhile
+    the safety poll still resolves the jobs.
     """
 
     def __init__(
