@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -108,10 +109,11 @@ class CallbackListener:
         if not path.startswith("/"):
             raise InvalidRequestError(f"path must start with '/', got {path!r}")
         if secret is not None and (
-            not isinstance(secret, str) or len(secret) < 32 or not secret.isascii() or "/" in secret
+            not isinstance(secret, str) or not re.fullmatch(r"[A-Za-z0-9_-]{32,}", secret)
         ):
             raise InvalidRequestError(
-                "secret must be at least 32 URL-safe characters (secrets.token_urlsafe(32))"
+                "secret must be at least 32 characters of A-Z a-z 0-9 _ - "
+                "(secrets.token_urlsafe(32) makes one)"
             )
         self.host = host
         self.port = port

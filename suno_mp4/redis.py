@@ -35,8 +35,12 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskStatus
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+
+try:
+    from redis.asyncio import Redis
+    from redis.exceptions import RedisError
+except ImportError as exc:  # pragma: no cover - depends on the installation
+    raise ImportError("suno_mp4.redis needs redis-py: pip install 'suno-mp4[redis]'") from exc
 
 from ._callbacks import parse_callback
 from ._errors import InvalidRequestError, TransportError
