@@ -271,7 +271,11 @@ class RequestLimiter:
 
     async def acquire(self, priority: int = PRIORITY_POLL) -> Permit:
         """Wait for this request's turn. Cancellation leaves the queue consistent."""
-        permit = await self._acquire_local(priority)
+        now = self._now()
+        if not self._heap and self._ready_at() <= now:
+            permit = self._take(now)  # the common case: no queue, no extra await
+        else:
+            permit = await self._queue(priority)
         if self.shared is not None:
             try:
                 permit.token = await self.shared.acquire()
@@ -280,10 +284,7 @@ class RequestLimiter:
                 raise
         return permit
 
-    async def _acquire_local(self, priority: int) -> Permit:
-        now = self._now()
-        if not self._heap and self._ready_at() <= now:
-            return self._take(now)
+    async def _queue(self, priority: int) -> Permit:
         me = _Waiter(priority, next(self._seq))
         heapq.heappush(self._heap, me)
         self._wake_head()
