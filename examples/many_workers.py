@@ -24,8 +24,15 @@ async def worker(
     listener: CallbackListener,
     api_key: str | None = None,
     base_url: str | None = None,
+    finished: anyio.Event | None = None,
+    serve_until: anyio.Event | None = None,
 ) -> dict[str, str]:
-    """Make a video for each track; returns track id -> video URL."""
+    """Make a video for each track; returns track id -> video URL.
+
+    A worker's listener serves the callbacks of every worker: a worker that is done with
+    its own tracks sets ``finished`` and keeps serving until ``serve_until`` (a long-running
+    service simply keeps running).
+    """
     urls: dict[str, str] = {}
 
     def on_claim(job: VideoJob) -> None:
@@ -51,6 +58,10 @@ async def worker(
         async with anyio.create_task_group() as tg:
             for track_id, (task_id, audio_id) in tracks.items():
                 tg.start_soon(one, track_id, task_id, audio_id)
+        if finished is not None:
+            finished.set()
+        if serve_until is not None:
+            await serve_until.wait()
     return urls
 
 
@@ -76,6 +87,8 @@ async def main() -> None:
                 "b": dict(list(tracks.items())[6:]),
             }
             results: dict[str, dict[str, str]] = {}
+            finished = {name: anyio.Event() for name in shares}
+            all_finished = anyio.Event()
 
             async def run(name: str) -> None:
                 results[name] = await worker(
@@ -85,10 +98,18 @@ async def main() -> None:
                     listener=listeners[name],
                     api_key=sb.api_key,
                     base_url=sb.base_url,
+                    finished=finished[name],
+                    serve_until=all_finished,
                 )
+
+            async def watch() -> None:
+                for event in finished.values():
+                    await event.wait()
+                all_finished.set()
 
             with anyio.fail_after(60):
                 async with anyio.create_task_group() as tg:
+                    tg.start_soon(watch)
                     tg.start_soon(run, "a")
                     tg.start_soon(run, "b")
         await redis.aclose()
