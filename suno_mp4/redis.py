@@ -170,12 +170,18 @@ class RedisRateLimit:
         failing_since: float | None = None
         while True:
             try:
-                wait_ms = int(
-                    await self._acquire(
-                        keys=self._keys,
-                        args=[self._limit.requests, self._lease_ms, token, self._cooldown_ms],
+                # Shielded (for a few seconds at most): a cancellation arriving while the
+                # script grants the permit would otherwise leave it counting until its lease.
+                with anyio.CancelScope(shield=True) as scope:
+                    scope.deadline = anyio.current_time() + 5
+                    wait_ms = int(
+                        await self._acquire(
+                            keys=self._keys,
+                            args=[self._limit.requests, self._lease_ms, token, self._cooldown_ms],
+                        )
                     )
-                )
+                if scope.cancelled_caught:
+                    raise RedisError("no answer from Redis in 5 s")
                 failing_since = None
             except RedisError as exc:
                 now = anyio.current_time()

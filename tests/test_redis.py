@@ -391,3 +391,24 @@ async def test_a_closed_client_has_handed_back_every_permit(redis: Redis) -> Non
     scores = [s for _, s in await redis.zrange("{suno-mp4}:rate:handback", 0, -1, withscores=True)]
     # A permit still "in flight" would count until its 60 s lease ends.
     assert all(s <= now_ms + 210 + 50 for s in scores)
+
+
+async def test_requests_cancelled_while_taking_a_permit_leave_none_behind(redis: Redis) -> None:
+    from suno_mp4._policies import RequestLimiter
+
+    limiter = RequestLimiter(RedisRateLimit(redis, RateLimit(50, 0.1), name="cancel", lease=60))
+    async with anyio.create_task_group() as tg:
+        await tg.start(limiter.run)
+        for i in range(200):
+            # Cancel at many moments of the round trip to Redis.
+            with anyio.move_on_after(0.0002 * (i % 10)):
+                permit = await limiter.acquire()
+                permit.release()
+        with anyio.fail_after(5):
+            await limiter.flush()
+        tg.cancel_scope.cancel()
+    seconds, micros = await redis.time()
+    now_ms = seconds * 1000 + micros // 1000
+    scores = [s for _, s in await redis.zrange("{suno-mp4}:rate:cancel", 0, -1, withscores=True)]
+    leaked = [s for s in scores if s > now_ms + 110 + 50]  # counting until the 60 s lease
+    assert leaked == []
