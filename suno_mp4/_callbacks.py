@@ -92,6 +92,8 @@ class CallbackListener:
     Several processes behind one load balancer share one ``public_url`` and one ``secret``
     (at least 32 characters; by default each listener makes its own) and a relay
     (``Client(relay=...)``) that hands each callback to the process awaiting the job.
+    A listener given ``relay=`` works without a client too (a web tier that only receives
+    callbacks, started with ``start()`` or mounted with ``attach()``): it relays them all.
     """
 
     def __init__(
@@ -105,6 +107,7 @@ class CallbackListener:
         max_skew: float = 300.0,
         max_body: int = 64 * 1024,
         secret: str | None = None,
+        relay: CallbackRelay | None = None,
     ) -> None:
         if not path.startswith("/"):
             raise InvalidRequestError(f"path must start with '/', got {path!r}")
@@ -124,7 +127,8 @@ class CallbackListener:
         self._hmac_key = hmac_key
         self._secret = secret if secret is not None else secrets.token_urlsafe(32)
         self._registry: JobRegistry | None = None
-        self._relay: CallbackRelay | None = None
+        self._own_relay = relay
+        self._relay: CallbackRelay | None = relay
         self._runner: web.AppRunner | None = None
         self._attached = False
         #: Answers given, by HTTP status (statistics, and tests).
@@ -167,11 +171,11 @@ class CallbackListener:
         if self._registry is not None and self._registry is not registry:
             raise RuntimeError("this CallbackListener already serves another client")
         self._registry = registry
-        self._relay = relay
+        self._relay = relay or self._own_relay
 
     def unbind(self) -> None:
         self._registry = None
-        self._relay = None
+        self._relay = self._own_relay
 
     @property
     def attached(self) -> bool:
@@ -229,10 +233,10 @@ class CallbackListener:
         if self._hmac_key is not None and not self._verify(request, payload.task_id):
             return self._answer(401, "callback signature missing, invalid or stale")
         registry = self._registry
-        if registry is None:
-            return self._answer(503, "no client is running")
         relay = self._relay
-        if relay is not None and registry.get(payload.task_id) is None:
+        if registry is None and relay is None:
+            return self._answer(503, "no client is running")
+        if relay is not None and (registry is None or registry.get(payload.task_id) is None):
             # Another process may await it (or this one, a moment from now): the relay
             # stores it before we say "received", so the sender retries if it cannot.
             try:
@@ -241,6 +245,7 @@ class CallbackListener:
                 logger.warning("could not relay the callback for %s: %s", payload.task_id, exc)
                 return self._answer(503, "could not record the callback; try again")
             return self._answer(200, "received")
+        assert registry is not None
         registry.apply_callback(payload)
         return self._answer(200, "received")
 

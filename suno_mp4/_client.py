@@ -104,6 +104,7 @@ class Client:
         rate_limit: RateLimit | SharedRateLimit | None = None,
         store: JobStore | None = None,
         relay: CallbackRelay | None = None,
+        callback_url: str | None = None,
         on_claim: Callable[[VideoJob], object] | None = None,
         timeout: float = 30.0,
         max_connections: int = 100,
@@ -128,6 +129,7 @@ class Client:
             raise InvalidRequestError(
                 f"max_concurrent_submits must be >= 1, got {max_concurrent_submits!r}"
             )
+        _check_callback_url(callback_url)
         self._api_key = key.strip()
         self.base_url = url.rstrip("/")
         self.callbacks = callbacks
@@ -145,6 +147,9 @@ class Client:
         self.store: JobStore = store if store is not None else MemoryJobStore()
         #: Hands callbacks received by any process to the one awaiting the job (Redis).
         self.relay = relay
+        #: ``callBackUrl`` for jobs when there is no listener here: another process's
+        #: listener (with ``relay``, the callbacks come back through it).
+        self.callback_url = callback_url
         #: Jobs this client took over from dead workers of a shared store (statistics).
         self.claimed = 0
         #: Called with each job taken over from a dead worker (``LeasedJobStore``), e.g. to
@@ -322,8 +327,7 @@ class Client:
         """Like :meth:`create_video`, for a ready :class:`VideoRequest`."""
         if not isinstance(request, VideoRequest):
             raise InvalidRequestError(f"expected a VideoRequest, got {type(request).__name__}")
-        if callback_url is not None and not callback_url.startswith(("http://", "https://")):
-            raise InvalidRequestError(f"callback_url must be an http(s) URL, got {callback_url!r}")
+        _check_callback_url(callback_url)
         if key is not None and (not isinstance(key, str) or not key.strip()):
             raise InvalidRequestError(f"key must be a non-empty string, got {key!r}")
         self.poller  # noqa: B018 - raises ClientClosedError when not running
@@ -331,9 +335,14 @@ class Client:
             existing = await self.store.get(key)
             if existing is not None:
                 return self._job_of_record(existing)
-        via_listener = callback_url is None and self.callbacks is not None
+        via_listener = callback_url is None and (
+            self.callbacks is not None or (self.callback_url is not None and self.relay is not None)
+        )
         if callback_url is None:
-            callback_url = self.callbacks.callback_url if self.callbacks else NO_CALLBACK_URL
+            if self.callbacks is not None:
+                callback_url = self.callbacks.callback_url
+            else:
+                callback_url = self.callback_url or NO_CALLBACK_URL
         body: dict[str, Any] = converter.unstructure(request)
         body["callBackUrl"] = callback_url
         record = JobRecord(key or new_key(), request, SUBMITTING, via_listener=via_listener)
@@ -543,7 +552,7 @@ class Client:
         existing = self.registry.get(task_id)
         if existing is not None:
             return existing
-        listening = expect_callback and self.callbacks is not None
+        listening = expect_callback and (self.callbacks is not None or self.relay is not None)
         return self._track(self._new_job(task_id, None, listening), None)
 
     async def get_video_details(self, task_id: str) -> VideoDetails:
@@ -694,6 +703,11 @@ class Batch:
                     self._scope.cancel()
         finally:
             slots.release()
+
+
+def _check_callback_url(url: object) -> None:
+    if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+        raise InvalidRequestError(f"callback_url must be an http(s) URL, got {url!r}")
 
 
 def _check_task_id(task_id: object) -> None:

@@ -412,3 +412,42 @@ async def test_requests_cancelled_while_taking_a_permit_leave_none_behind(redis:
     scores = [s for _, s in await redis.zrange("{suno-mp4}:rate:cancel", 0, -1, withscores=True)]
     leaked = [s for s in scores if s > now_ms + 110 + 50]  # counting until the 60 s lease
     assert leaked == []
+
+
+async def test_a_web_tier_listener_relays_to_workers_that_serve_nothing(redis: Redis) -> None:
+    # The web tier (a bot's aiohttp server, say) only receives callbacks; the workers that
+    # submit have no listener at all and hand out the web tier's URL.
+    web_tier = CallbackListener(relay=RedisCallbackRelay(redis))
+    await web_tier.start()
+    try:
+        async with Sandbox(render_time=0.1, seed=11) as sb:
+            tracks = [sb.add_track() for _ in range(10)]
+            relay = RedisCallbackRelay(redis)
+            async with _client(sb, relay=relay, callback_url=web_tier.callback_url) as worker:
+                jobs = [await worker.create_video(*t) for t in tracks]
+                with anyio.fail_after(20):
+                    for job in jobs:
+                        await job
+    finally:
+        await web_tier.stop()
+    assert {j.resolved_by for j in jobs} == {"callback"}
+    assert sum(j.polls for j in jobs) == 0  # expecting callbacks: only the safety poll
+    assert web_tier.answers == {200: 10}
+    assert relay.stats["resolved"] == 10
+
+
+async def test_a_listener_with_neither_client_nor_relay_answers_503() -> None:
+    listener = CallbackListener()
+    await listener.start()
+    try:
+        body = {"code": 200, "msg": "ok", "data": {"task_id": "mp4_y", "video_url": None}}
+        async with aiohttp.ClientSession() as session:
+            async with session.post(listener.callback_url, json=body) as resp:
+                assert resp.status == 503
+    finally:
+        await listener.stop()
+
+
+def test_a_client_callback_url_must_be_http() -> None:
+    with pytest.raises(InvalidRequestError):
+        Client("k", callback_url="ftp://x")
