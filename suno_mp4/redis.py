@@ -269,6 +269,8 @@ class RedisCallbackRelay:
     ) -> None:
         """Subscribe (raising :class:`TransportError` if Redis cannot be reached now), then
         deliver callbacks to ``registry`` until cancelled, re-subscribing after a failure."""
+        if self._registry is not None:
+            raise RuntimeError("this RedisCallbackRelay already serves a client; make one each")
         self._registry = registry
         try:
             async with anyio.create_task_group() as tg:
