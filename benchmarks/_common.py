@@ -15,6 +15,8 @@ from typing import Any
 
 import aiohttp
 
+from suno_mp4.sandbox._redis import stop_process
+
 
 class SandboxProcess:
     """``python -m suno_mp4.sandbox`` in a child process, so the client's CPU is its own."""
@@ -75,14 +77,7 @@ def sandbox_process(*args: str) -> Iterator[SandboxProcess]:
             raise RuntimeError("the sandbox process did not print its URL and key")
         yield SandboxProcess(proc, base_url, api_key)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        stop_process(proc)
 
 
 def pct(values: Sequence[float], q: float) -> float:

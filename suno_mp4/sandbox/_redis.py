@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-__all__ = ["RedisServer", "redis_server"]
+__all__ = ["RedisServer", "redis_server", "stop_process"]
 
 
 class RedisServer:
@@ -26,6 +26,20 @@ class RedisServer:
         """Stop it abruptly (SIGKILL), for outage tests."""
         self.proc.kill()
         self.proc.wait()
+
+
+def stop_process(proc: subprocess.Popen[str], timeout: float = 10.0) -> None:
+    """Terminate a child process (kill it if it does not exit in ``timeout`` s) and close
+    its output pipe."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
 
 
 def _free_port() -> int:
@@ -81,15 +95,7 @@ def redis_server(*, port: int | None = None, timeout: float = 10.0) -> Iterator[
                     yield RedisServer(proc, chosen)
                     return
             finally:
-                if proc.poll() is None:
-                    proc.terminate()
-                    try:
-                        proc.wait(timeout=10)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait()
-                if proc.stdout is not None:
-                    proc.stdout.close()
+                stop_process(proc)
         if port is not None:
             break  # the port was chosen for us: no point in trying again
     raise RuntimeError("redis-server did not start")
