@@ -110,7 +110,7 @@ async def worker(cfg: dict[str, Any]) -> None:
         did submit is found in the store by its key: submit(key=) re-attaches, no re-send)."""
         moved = 0
         for other in others:
-            if not await redis.exists(f"{{suno-mp4}}:jobs:alive:{other}"):
+            if not await store.alive(other):
                 while await redis.lmove(_processing(other), QUEUE, "RIGHT", "LEFT"):
                     moved += 1
         return moved

@@ -40,7 +40,7 @@ class CallbackRelay(Protocol):
     each job it registers, to pick up a result stored before it started listening.
     """
 
-    async def publish(self, body: Mapping[str, Any]) -> None: ...
+    async def publish(self, task_id: str, body: Mapping[str, Any]) -> None: ...
 
     async def run(self, registry: JobRegistry, *, task_status: TaskStatus[None] = ...) -> None: ...
 
@@ -240,7 +240,7 @@ class CallbackListener:
             # Another process may await it (or this one, a moment from now): the relay
             # stores it before we say "received", so the sender retries if it cannot.
             try:
-                await relay.publish(data)
+                await relay.publish(payload.task_id, data)
             except Exception as exc:
                 logger.warning("could not relay the callback for %s: %s", payload.task_id, exc)
                 return self._answer(503, "could not record the callback; try again")

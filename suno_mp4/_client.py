@@ -394,17 +394,22 @@ class Client:
         if record.finished and record.task_id:
             return self._from_store(record)
         if record.state == SUBMITTED and record.task_id:
-            existing = self.registry.get(record.task_id)
-            if existing is not None:
-                return existing
-            listening = record.via_listener and (
-                self.relay is not None or self.callbacks is not None
-            )
-            return self._track(self._new_job(record.task_id, record.request, listening), record)
+            listening = self.relay is not None or self.callbacks is not None
+            return self._attach(record, listening=listening)
         raise InvalidRequestError(
             f"the submission under key {record.key!r} is {record.state}: it may have been "
             "submitted; check before submitting it again under another key"
         )
+
+    def _attach(self, record: JobRecord, *, listening: bool) -> VideoJob:
+        """The job of a ``submitted`` record: the one tracked already, or a new one (which
+        expects a callback if the record did and ``listening`` says one can arrive)."""
+        assert record.task_id is not None
+        existing = self.registry.get(record.task_id)
+        if existing is not None:
+            return existing
+        expect = record.via_listener and listening
+        return self._track(self._new_job(record.task_id, record.request, expect), record)
 
     def _track(self, job: VideoJob, record: JobRecord | None) -> VideoJob:
         registered = self.registry.register(job)
@@ -459,22 +464,11 @@ class Client:
                 yield self._from_store(record)
         for record in await self.store.unfinished():
             if record.state == SUBMITTED and record.task_id:
-                existing = self.registry.get(record.task_id)
-                if existing is not None:
-                    yield existing
-                    continue
                 # The old listener's secret died with the old process: poll these (unless
                 # a relay hands over callbacks to a shared URL).
-                listening = record.via_listener and self.relay is not None
-                yield self._track(self._new_job(record.task_id, record.request, listening), record)
+                yield self._attach(record, listening=self.relay is not None)
             elif record.state == SUBMITTING:
-                logger.warning(
-                    "submission of %s/%s was interrupted: it may have been submitted; not "
-                    "re-sent (see client.unknown_submissions())",
-                    record.request.task_id,
-                    record.request.audio_id,
-                )
-                await self.store.save(attrs.evolve(record, state=UNKNOWN))
+                await self._mark_unknown(record, "was interrupted")
 
     async def _finished_records(self) -> list[JobRecord]:
         return [r for r in await self.store.all() if r.finished and r.task_id]
@@ -521,12 +515,18 @@ class Client:
                     except Exception:
                         logger.exception("on_claim failed for video task %s", record.task_id)
         elif record.state == SUBMITTING:
-            logger.warning(
-                "a dead worker was submitting %s/%s: it may have been submitted; not re-sent",
-                record.request.task_id,
-                record.request.audio_id,
-            )
-            await self.store.save(attrs.evolve(record, state=UNKNOWN))
+            await self._mark_unknown(record, "was cut short by a dead worker")
+
+    async def _mark_unknown(self, record: JobRecord, why: str) -> None:
+        """A submission under way when its process died is never re-sent: it is unknown."""
+        logger.warning(
+            "submission of %s/%s %s: it may have been submitted; not re-sent (see "
+            "client.unknown_submissions())",
+            record.request.task_id,
+            record.request.audio_id,
+            why,
+        )
+        await self.store.save(attrs.evolve(record, state=UNKNOWN))
 
     async def unknown_submissions(self) -> list[JobRecord]:
         """Submissions whose outcome is unknown: they may or may not have been made."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import logging
 import math
 import random
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, runtime_checkable
 
 import anyio
@@ -219,7 +221,7 @@ class RequestLimiter:
             self.shared, limit = limit, limit.limit
         self.limit = limit
         # Shared-limit work that must not block the caller (releases, pauses), done by run().
-        self._outbox: deque[tuple[str, str | float]] = deque()
+        self._outbox: deque[Callable[[], Awaitable[None]]] = deque()
         self._outbox_ready: anyio.Event | None = None
         self._heap: list[_Waiter] = []
         self._seq = itertools.count()
@@ -318,8 +320,8 @@ class RequestLimiter:
             self._successes.append(now)
             while self._successes and self._successes[0] < now - 1:
                 self._successes.popleft()
-        if permit.token is not None:
-            self._post("release", permit.token)
+        if permit.token is not None and self.shared is not None:
+            self._post(functools.partial(self.shared.release, permit.token))
         self._wake_head()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -341,22 +343,16 @@ class RequestLimiter:
         """Hand what is queued to the shared limit now (the client does it when closing,
         so other processes need not wait for the leases of our last permits to end)."""
         while self._outbox:
-            await self._forward(*self._outbox.popleft())
+            call = self._outbox.popleft()
+            try:
+                await call()
+            except Exception as exc:  # the lease covers a lost release
+                logger.warning("shared rate limit: %s failed: %s", call, exc)
 
-    def _post(self, action: str, value: str | float) -> None:
-        self._outbox.append((action, value))
+    def _post(self, call: Callable[[], Awaitable[None]]) -> None:
+        self._outbox.append(call)
         if self._outbox_ready is not None:
             self._outbox_ready.set()
-
-    async def _forward(self, action: str, value: str | float) -> None:
-        assert self.shared is not None
-        try:
-            if action == "release":
-                await self.shared.release(str(value))
-            else:
-                await self.shared.pause(float(value))
-        except Exception as exc:  # the lease covers a lost release
-            logger.warning("shared rate limit: %s failed: %s", action, exc)
 
     def throttle(self, permit: Permit | None, retry_after: float | None, backoff: float) -> None:
         """A 429 arrived: pause every new request client-wide for ``Retry-After`` (or the
@@ -381,5 +377,5 @@ class RequestLimiter:
             self._rate_changed_at = now + pause
         self._paused_until = max(self._paused_until, now + pause)
         if self.shared is not None:
-            self._post("pause", pause)
+            self._post(functools.partial(self.shared.pause, pause))
         self._wake_head()

@@ -51,24 +51,25 @@ def new_key() -> str:
     return uuid.uuid4().hex
 
 
-def record_to_json(record: JobRecord) -> str:
-    """One record as JSON (no API key is ever part of a record)."""
-    return json.dumps(
-        {
-            "key": record.key,
-            "task_id": record.task_id,
-            "state": record.state,
-            "request": converter.unstructure(record.request),
-            "via_listener": record.via_listener,
-            "video": converter.unstructure(record.video) if record.video else None,
-            "error": record.error,
-            "updated_at": record.updated_at,
-        }
-    )
+#: A record's fields, in the order the SQLite table has them.
+_FIELDS = ("key", "task_id", "state", "request", "via_listener", "video", "error", "updated_at")
 
 
-def record_from_json(text: str | bytes) -> JobRecord:
-    data = json.loads(text)
+def _plain(record: JobRecord) -> dict[str, Any]:
+    """A record as JSON-ready values (no API key is ever part of a record)."""
+    return {
+        "key": record.key,
+        "task_id": record.task_id,
+        "state": record.state,
+        "request": converter.unstructure(record.request),
+        "via_listener": record.via_listener,
+        "video": converter.unstructure(record.video) if record.video else None,
+        "error": record.error,
+        "updated_at": record.updated_at,
+    }
+
+
+def _from_plain(data: dict[str, Any]) -> JobRecord:
     return JobRecord(
         key=data["key"],
         request=converter.structure(data["request"], VideoRequest),
@@ -79,6 +80,14 @@ def record_from_json(text: str | bytes) -> JobRecord:
         error=data.get("error"),
         updated_at=float(data.get("updated_at") or 0.0),
     )
+
+
+def record_to_json(record: JobRecord) -> str:
+    return json.dumps(_plain(record))
+
+
+def record_from_json(text: str | bytes) -> JobRecord:
+    return _from_plain(json.loads(text))
 
 
 @runtime_checkable
@@ -248,37 +257,27 @@ def _save(conn: sqlite3.Connection, record: JobRecord) -> None:
         " ON CONFLICT(key) DO UPDATE SET task_id=excluded.task_id, state=excluded.state,"
         " via_listener=excluded.via_listener, video=excluded.video, error=excluded.error,"
         " updated_at=excluded.updated_at",
-        (
-            record.key,
-            record.task_id,
-            record.state,
-            json.dumps(converter.unstructure(record.request)),
-            int(record.via_listener),
-            json.dumps(converter.unstructure(record.video)) if record.video else None,
-            record.error,
-            record.updated_at,
-        ),
+        _row(record),
     )
+
+
+def _row(record: JobRecord) -> tuple[Any, ...]:
+    """A record as a table row: request and video as JSON text."""
+    plain = _plain(record)
+    plain["request"] = json.dumps(plain["request"])
+    plain["video"] = json.dumps(plain["video"]) if plain["video"] is not None else None
+    plain["via_listener"] = int(record.via_listener)
+    return tuple(plain[name] for name in _FIELDS)
 
 
 def _select(conn: sqlite3.Connection, where: str, args: tuple[Any, ...]) -> list[JobRecord]:
     cursor = conn.execute(
-        "SELECT key, task_id, state, request, via_listener, video, error, updated_at FROM jobs"
-        f" WHERE {where} ORDER BY updated_at",
-        args,
+        f"SELECT {', '.join(_FIELDS)} FROM jobs WHERE {where} ORDER BY updated_at", args
     )
     out = []
-    for key, task_id, state, request, via_listener, video, error, updated_at in cursor:
-        out.append(
-            JobRecord(
-                key=key,
-                request=converter.structure(json.loads(request), VideoRequest),
-                state=state,
-                task_id=task_id,
-                via_listener=bool(via_listener),
-                video=converter.structure(json.loads(video), MusicVideo) if video else None,
-                error=error,
-                updated_at=updated_at,
-            )
-        )
+    for row in cursor:
+        plain = dict(zip(_FIELDS, row, strict=True))
+        plain["request"] = json.loads(plain["request"])
+        plain["video"] = json.loads(plain["video"]) if plain["video"] else None
+        out.append(_from_plain(plain))
     return out

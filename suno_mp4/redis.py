@@ -23,6 +23,7 @@ do not need to agree.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import math
@@ -248,13 +249,10 @@ class RedisCallbackRelay:
     def __repr__(self) -> str:
         return f"<RedisCallbackRelay {self._channel}>"
 
-    async def publish(self, body: Mapping[str, Any]) -> None:
-        payload = parse_callback(body)
-        if payload is None:
-            raise InvalidRequestError("not a callback body")
+    async def publish(self, task_id: str, body: Mapping[str, Any]) -> None:
         text = json.dumps(body)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._result_prefix + payload.task_id, text, ex=self._ttl)
+            pipe.set(self._result_prefix + task_id, text, ex=self._ttl)
             pipe.publish(self._channel, text)
             await pipe.execute()
         self.stats["published"] += 1
@@ -347,7 +345,7 @@ class RedisCallbackRelay:
             if not self._pending:
                 self._pending_ready = anyio.Event()
                 await self._pending_ready.wait()
-            ids = list(self._pending)[: self._batch]
+            ids = list(itertools.islice(self._pending, self._batch))
             try:
                 values = await self._redis.mget([self._result_prefix + i for i in ids])
             except RedisError as exc:
@@ -444,22 +442,19 @@ class RedisJobStore:
         return f"{self._prefix}:workers"
 
     async def save(self, record: JobRecord) -> None:
-        with _store_errors("save"):
-            await self._save(record)
-
-    async def _save(self, record: JobRecord) -> None:
         me = self._worker_id
         ttl = self._finished_ttl if record.finished else None
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._key("record", record.key), record_to_json(record), ex=ttl)
-            if record.task_id:
-                pipe.set(self._key("task", record.task_id), record.key, ex=ttl)
-            pipe.sadd(self._key("keys", me), record.key)
-            if record.finished:
-                pipe.srem(self._key("unfinished", me), record.key)
-            else:
-                pipe.sadd(self._key("unfinished", me), record.key)
-            await pipe.execute()
+        with _store_errors("save"):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.set(self._key("record", record.key), record_to_json(record), ex=ttl)
+                if record.task_id:
+                    pipe.set(self._key("task", record.task_id), record.key, ex=ttl)
+                pipe.sadd(self._key("keys", me), record.key)
+                if record.finished:
+                    pipe.srem(self._key("unfinished", me), record.key)
+                else:
+                    pipe.sadd(self._key("unfinished", me), record.key)
+                await pipe.execute()
 
     async def get(self, key: str) -> JobRecord | None:
         with _store_errors("get"):
@@ -497,6 +492,11 @@ class RedisJobStore:
                 pipe.set(self._key("alive", self._worker_id), "1", px=math.ceil(self._lease * 1000))
                 pipe.sadd(self._workers, self._worker_id)
                 await pipe.execute()
+
+    async def alive(self, worker_id: str) -> bool:
+        """Whether ``worker_id`` holds its lease (a dead worker's does not)."""
+        with _store_errors("alive"):
+            return bool(await self._redis.exists(self._key("alive", worker_id)))
 
     async def claim(self) -> Sequence[JobRecord]:
         with _store_errors("claim"):

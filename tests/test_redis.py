@@ -161,7 +161,7 @@ async def test_a_result_stored_before_the_job_registered_is_found(redis: Redis) 
             "msg": "ok",
             "data": {"task_id": video_task, "video_url": "http://127.0.0.1:1/v.mp4"},
         }
-        await publisher.publish(body)
+        await publisher.publish(video_task, body)
         async with _client(sb, relay=RedisCallbackRelay(redis), poll=no_poll) as c:
             job = c.job(video_task, expect_callback=True)
             with anyio.fail_after(5):
@@ -190,7 +190,7 @@ async def test_a_relay_that_lost_its_subscription_finds_what_was_published_meanw
                 "msg": "ok",
                 "data": {"task_id": "mp4_waiting", "video_url": "http://127.0.0.1:1/w.mp4"},
             }
-            await RedisCallbackRelay(redis).publish(body)
+            await RedisCallbackRelay(redis).publish("mp4_waiting", body)
             with anyio.fail_after(10):
                 video = await job
         assert video.video_url.endswith("/w.mp4")
