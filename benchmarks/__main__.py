@@ -17,6 +17,7 @@ import anyio
 
 from . import (
     download,
+    hostile,
     overhead,
     polling_bound,
     ratelimit,
@@ -112,6 +113,15 @@ def main(argv: list[str] | None = None) -> None:
         f"## Rendering (the sandbox's renderer)\n\nMedian of {runs} alternating runs; target "
         f"<= 1.1x the bare command and >= 4x real time.\n\n{table(headers, rows)}\n\n"
         f"Reproduce: `python -m benchmarks.render --seconds {render_seconds:g} --runs {runs}`\n"
+    )
+
+    runs = 1 if quick else 3
+    headers, rows = anyio.run(lambda: hostile.measure(runs, baseline=not quick))
+    add(
+        f"## Hostile answers: client memory\n\nEach answer read in a fresh process, median "
+        f"[min-max] of {runs} paired runs; the baseline is plain aiohttp `resp.read()` (what "
+        f"the SDK did before answers were capped). Target: a typed error, growth < 50 MB."
+        f"\n\n{table(headers, rows)}\n\nReproduce: `python -m benchmarks.hostile --runs {runs}`\n"
     )
 
     jobs, rate = (30, 50) if quick else (400, 20)

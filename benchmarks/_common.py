@@ -29,7 +29,10 @@ class SandboxProcess:
     async def admin(self, method: str, path: str, body: Any = None) -> Any:
         async with (
             aiohttp.ClientSession() as session,
-            session.request(method, self.base_url + path, json=body) as resp,
+            # Admin POSTs must be JSON (Content-Type checked), even without a body.
+            session.request(
+                method, self.base_url + path, json={} if body is None and method != "GET" else body
+            ) as resp,
         ):
             resp.raise_for_status()
             return await resp.json()

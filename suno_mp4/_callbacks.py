@@ -6,14 +6,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import logging
+import math
 import re
 import secrets
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+import anyio
 import cattrs
 from aiohttp import web
 from anyio.abc import TaskStatus
@@ -21,6 +22,8 @@ from anyio.abc import TaskStatus
 from ._convert import converter
 from ._errors import InvalidRequestError
 from ._models import CallbackPayload
+from ._serving import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT, GuardedServer
+from ._untrusted import UntrustedDataError, check_id, loads, register_secret, short
 
 if TYPE_CHECKING:
     from ._jobs import JobRegistry
@@ -52,7 +55,9 @@ def parse_callback(data: Any) -> CallbackPayload | None:
     if not isinstance(data, dict) or not isinstance(data.get("data"), dict):
         return None
     inner = data["data"]
-    if not isinstance(inner.get("task_id"), str) or not inner["task_id"]:
+    try:
+        check_id(inner.get("task_id"))
+    except UntrustedDataError:
         return None
     if not isinstance(data.get("code"), int) or isinstance(data.get("code"), bool):
         return None
@@ -94,6 +99,17 @@ class CallbackListener:
     (``Client(relay=...)``) that hands each callback to the process awaiting the job.
     A listener given ``relay=`` works without a client too (a web tier that only receives
     callbacks, started with ``start()`` or mounted with ``attach()``): it relays them all.
+
+    On its own port it holds at most ``max_connections`` connections (default 256): a new
+    one beyond that closes the oldest connection that has not sent a complete request head
+    yet, or is refused if every connection is inside a request. A connection must send its
+    request head within ``read_timeout`` seconds (default 10) of connecting or of its
+    previous request, and a request its body within ``read_timeout`` of the head (else
+    408); so idle or trickling connections (slowloris) cannot use up the process's file
+    descriptors, which the client's own requests need. With ``attach()`` the cap and the
+    head deadline are your server's to enforce (aiohttp has no cap, and no idle deadline
+    shorter than its ``keepalive_timeout``: a proxy in front can do both); only the body
+    deadline still applies.
     """
 
     def __init__(
@@ -108,7 +124,17 @@ class CallbackListener:
         max_body: int = 64 * 1024,
         secret: str | None = None,
         relay: CallbackRelay | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
     ) -> None:
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+            raise InvalidRequestError(f"max_connections must be an int, got {max_connections!r}")
+        if max_connections < 1:
+            raise InvalidRequestError(f"max_connections must be >= 1, got {max_connections}")
+        if isinstance(read_timeout, bool) or not isinstance(read_timeout, int | float):
+            raise InvalidRequestError(f"read_timeout must be a number, got {read_timeout!r}")
+        if not 0 < read_timeout < math.inf:
+            raise InvalidRequestError(f"read_timeout must be > 0 and finite, got {read_timeout}")
         if not path.startswith("/"):
             raise InvalidRequestError(f"path must start with '/', got {path!r}")
         if secret is not None and (
@@ -124,12 +150,15 @@ class CallbackListener:
         self.path = path.rstrip("/")
         self.max_skew = max_skew
         self.max_body = max_body
+        self.max_connections = max_connections
+        self.read_timeout = float(read_timeout)
         self._hmac_key = hmac_key
         self._secret = secret if secret is not None else secrets.token_urlsafe(32)
+        register_secret(self._secret)  # never in an error message
         self._registry: JobRegistry | None = None
         self._own_relay = relay
         self._relay: CallbackRelay | None = relay
-        self._runner: web.AppRunner | None = None
+        self._runner: GuardedServer | None = None
         self._attached = False
         #: Answers given, by HTTP status (statistics, and tests).
         self.answers: dict[int, int] = {}
@@ -182,27 +211,25 @@ class CallbackListener:
         return self._attached
 
     async def start(self) -> None:
-        """Serve on our own port (not used in attach mode)."""
+        """Serve on our own port (not used in attach mode), with the connection cap and the
+        request-head deadline."""
         app = web.Application(client_max_size=self.max_body)
         app.router.add_post(self.route, self.handle)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
-        self._runner = runner
+        server = GuardedServer(
+            app,
+            self.host,
+            self.port,
+            max_connections=self.max_connections,
+            read_timeout=self.read_timeout,
+        )
+        await server.start()
+        self.port = server.port
+        self._runner = server
 
     async def stop(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        server, self._runner = self._runner, None
+        if server is not None:
+            await server.close()
 
     # The endpoint.
 
@@ -220,13 +247,21 @@ class CallbackListener:
             return self._answer(403, "unknown callback URL")
         if request.content_length is not None and request.content_length > self.max_body:
             return self._answer(413, "callback body too large")
-        body = await self._read_body(request)
+        if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+            # The provider sends plain JSON; a compressed body could expand a thousandfold.
+            return self._answer(415, "compressed callback bodies are not accepted")
+        try:
+            body = await self._read_body(request)
+        except TimeoutError:
+            slow = self._answer(408, "callback body not received in time")
+            slow.force_close()  # the rest of the body is not worth waiting for
+            return slow
         if body is None:
             return self._answer(413, "callback body too large")
         try:
-            data: Any = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            return self._answer(400, "callback body is not JSON")
+            data: Any = loads(body)
+        except UntrustedDataError:
+            return self._answer(400, "callback body is not JSON (or nested too deeply)")
         payload = parse_callback(data)
         if payload is None:
             return self._answer(422, "callback body has the wrong shape")
@@ -242,7 +277,9 @@ class CallbackListener:
             try:
                 await relay.publish(payload.task_id, data)
             except Exception as exc:
-                logger.warning("could not relay the callback for %s: %s", payload.task_id, exc)
+                logger.warning(
+                    "could not relay the callback for %s: %s", short(payload.task_id), exc
+                )
                 return self._answer(503, "could not record the callback; try again")
             return self._answer(200, "received")
         assert registry is not None
@@ -250,13 +287,15 @@ class CallbackListener:
         return self._answer(200, "received")
 
     async def _read_body(self, request: web.Request) -> bytes | None:
-        """The whole body (it may arrive in several segments), or None past ``max_body``."""
+        """The whole body (it may arrive in several segments), or None past ``max_body``;
+        ``TimeoutError`` if it has not all arrived within ``read_timeout``."""
         body = bytearray()
-        while len(body) <= self.max_body:
-            chunk = await request.content.read(self.max_body + 1 - len(body))
-            if not chunk:
-                return bytes(body)
-            body += chunk
+        with anyio.fail_after(self.read_timeout):
+            while len(body) <= self.max_body:
+                chunk = await request.content.read(self.max_body + 1 - len(body))
+                if not chunk:
+                    return bytes(body)
+                body += chunk
         return None
 
     def _verify(self, request: web.Request, task_id: str) -> bool:

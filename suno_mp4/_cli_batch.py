@@ -14,6 +14,7 @@ import anyio
 import click
 
 from ._batchfile import Manifest, ManifestRecord, Row, read_rows
+from ._untrusted import file_in, printable, safe_name
 
 STATES = ("queued", "submitting", "rendering", "downloading", "done", "failed")
 
@@ -115,14 +116,16 @@ async def run_batch(
             record.video_url = video.video_url
             if download:
                 display.move(state, state := "downloading")
-                path = await client.download(video, out_dir / f"{job.task_id}.mp4")
+                # The file name is made here from the id, never taken from the answer.
+                name = safe_name(job.task_id, suffix=".mp4")
+                path = await client.download(video, file_in(out_dir, name))
                 record.path = str(path)
             record.state = "done"
             manifest.append(record)
             display.move(state, state := "done")
             outcome["done"] += 1
             if not display.live:
-                display.line(f"done   line {row.line}: {record.video_url}")
+                display.line(f"done   line {row.line}: {printable(record.video_url, 300)}")
         except SunoMp4Error as exc:
             if record is None:
                 record = ManifestRecord.for_row(row)
@@ -130,7 +133,7 @@ async def run_batch(
             manifest.append(record)
             display.move(state, "failed")
             outcome["failed"] += 1
-            display.line(f"failed line {row.line}: {record.error}")
+            display.line(f"failed line {row.line}: {printable(record.error)}")
         finally:
             slots.release()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
@@ -52,7 +53,8 @@ from ._store import (
     MemoryJobStore,
     new_key,
 )
-from ._transport import Transport
+from ._transport import MAX_RESPONSE_BYTES, Transport
+from ._untrusted import UntrustedDataError, check_id, check_url, short
 
 __all__ = ["DEFAULT_BASE_URL", "NO_CALLBACK_URL", "BatchResult", "Client"]
 
@@ -111,25 +113,33 @@ class Client:
         max_concurrent_submits: int = 16,
         codes: Mapping[int, type[APIError]] = APIKLEY_CODES,
         seed: int | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("APIKLEY_API_KEY")
+        if key is not None and not isinstance(key, str):
+            raise InvalidRequestError(f"api_key must be a string, got {type(key).__name__}")
         if not key or not key.strip():
             raise InvalidRequestError(
                 "no API key: pass Client(api_key=...) or set the APIKLEY_API_KEY environment "
                 "variable"
             )
         url = base_url or os.environ.get("SUNO_MP4_BASE_URL") or DEFAULT_BASE_URL
-        if not url.startswith(("http://", "https://")):
-            raise InvalidRequestError(f"base_url must be an http(s) URL, got {url!r}")
-        if timeout <= 0:
-            raise InvalidRequestError(f"timeout must be > 0, got {timeout!r}")
-        if max_connections < 1:
-            raise InvalidRequestError(f"max_connections must be >= 1, got {max_connections!r}")
-        if max_concurrent_submits < 1:
-            raise InvalidRequestError(
-                f"max_concurrent_submits must be >= 1, got {max_concurrent_submits!r}"
-            )
-        _check_callback_url(callback_url)
+        _check_url(url, "base_url")
+        _check_url(callback_url, "callback_url")
+        _check_number(timeout, "timeout", minimum=0, exclusive=True)
+        _check_number(max_connections, "max_connections", minimum=1, integer=True)
+        _check_number(max_concurrent_submits, "max_concurrent_submits", minimum=1, integer=True)
+        _check_number(max_response_bytes, "max_response_bytes", minimum=1024, integer=True)
+        _check_type(callbacks, "callbacks", CallbackListener)
+        _check_type(poll, "poll", PollPolicy)
+        _check_type(retry, "retry", RetryPolicy)
+        _check_type(rate_limit, "rate_limit", (RateLimit, SharedRateLimit))
+        _check_type(store, "store", JobStore)
+        _check_type(relay, "relay", CallbackRelay)
+        _check_type(codes, "codes", Mapping)
+        _check_type(seed, "seed", int)
+        if on_claim is not None and not callable(on_claim):
+            raise InvalidRequestError("on_claim must be a function of the claimed job")
         self._api_key = key.strip()
         self.base_url = url.rstrip("/")
         self.callbacks = callbacks
@@ -138,6 +148,8 @@ class Client:
         self.rate_limit = rate_limit
         self.timeout = timeout
         self.max_connections = max_connections
+        #: Largest API answer read (after decompression); a larger one is a ``ServerError``.
+        self.max_response_bytes = max_response_bytes
         # Submits on the wire at once. A crash can leave only these in the "unknown: may
         # have been submitted" state; the API takes a submit in milliseconds, so 16 in
         # flight is still far above any account's rate limit.
@@ -160,7 +172,9 @@ class Client:
         self.limiter = RequestLimiter(rate_limit)
         self._transport: Transport | None = None
         self._poller: Poller | None = None
-        self._stack: AsyncExitStack | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._stop = anyio.Event()
+        self._failed: BaseException | None = None
         self._tg: TaskGroup | None = None
         self._closed = False
 
@@ -173,65 +187,113 @@ class Client:
     async def __aenter__(self) -> Self:
         if self._closed:
             raise ClientClosedError("this Client was closed; create a new one")
-        if self._stack is not None:
+        if self._runner is not None:
             raise ClientClosedError("this Client is already running")
-        stack = AsyncExitStack()
+        # The background work (poller, listener, relay, lease) lives in a task of its own,
+        # owned by the client: aclose() may then come from any task, and a failure in it
+        # fails the pending jobs instead of cancelling the code inside `async with`.
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        self._runner = loop.create_task(self._run(ready), name=f"suno_mp4.Client {self.base_url}")
         try:
-            connector = aiohttp.TCPConnector(limit=self.max_connections)
-            session = await stack.enter_async_context(
-                aiohttp.ClientSession(connector=connector, raise_for_status=False)
-            )
-            self._transport = Transport(
-                session,
-                base_url=self.base_url,
-                api_key=self._api_key,
-                retry=self.retry_policy,
-                limiter=self.limiter,
-                timeout=self.timeout,
-                codes=self._codes,
-                rng=self._rng,
-            )
-            self.registry.fetch = self.get_video_details
-            self._tg = anyio.create_task_group()
-            await self._tg.__aenter__()
-            if self.limiter.shared is not None:
-                await self._tg.start(self.limiter.run)
-            if self.relay is not None:
-                # Subscribed before the listener serves and before any job registers.
-                await self._tg.start(self.relay.run, self.registry)
-            if self.callbacks is not None:
-                listener = self.callbacks
-                listener.bind(self.registry, self.relay)
-                stack.callback(listener.unbind)
-                if not listener.attached:
-                    await listener.start()
-                    stack.push_async_callback(listener.stop)
-                if listener.public_url is None and not _is_loopback(self.base_url):
-                    logger.warning(
-                        "the callback listener has no public_url: a remote API cannot reach "
-                        "%s, so jobs will resolve only by the safety poll every %.0f s; pass "
-                        "CallbackListener(public_url=...)",
-                        listener.callback_url.rsplit("/", 1)[0],
-                        self.poll_policy.fallback_interval,
-                    )
-            self._poller = Poller(
-                self.registry, self.get_video_details, self.poll_policy, rng=self._rng
-            )
-            self.registry.poller = self._poller
-            await self._tg.start(self._poller.run)
-            if isinstance(self.store, LeasedJobStore):
-                await self._tg.start(self._keep_lease, self.store)
+            await ready
         except BaseException:
-            if self._tg is not None:
-                self._tg.cancel_scope.cancel()
-                await self._tg.__aexit__(None, None, None)
-                self._tg = None
+            self._closed = True
+            self._stop.set()
             with anyio.CancelScope(shield=True):
-                await stack.aclose()
-            self._transport = None
+                await asyncio.wait([self._runner])
             raise
-        self._stack = stack
         return self
+
+    async def _run(self, ready: asyncio.Future[None]) -> None:
+        """The client's runtime: starts every component, serves until :meth:`aclose`."""
+        try:
+            async with AsyncExitStack() as stack:
+                await self._start(stack, ready)
+        except BaseException as exc:
+            if not ready.done():
+                if isinstance(exc, asyncio.CancelledError):
+                    ready.cancel()
+                else:
+                    ready.set_exception(_single(exc))
+                return
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            logger.error("the client's background work failed", exc_info=exc)
+            self._failed = exc
+            self.registry.close(
+                ClientClosedError(
+                    f"the Client stopped after an internal error ({type(exc).__name__}); the "
+                    "task keeps running on the server: re-attach with client.job(task_id)"
+                )
+            )
+        finally:
+            self.registry.poller = None
+            self.registry.fetch = None
+            self._transport = None
+
+    async def _start(self, stack: AsyncExitStack, ready: asyncio.Future[None]) -> None:
+        connector = aiohttp.TCPConnector(limit=self.max_connections)
+        session = await stack.enter_async_context(
+            aiohttp.ClientSession(connector=connector, raise_for_status=False)
+        )
+        transport = Transport(
+            session,
+            base_url=self.base_url,
+            api_key=self._api_key,
+            retry=self.retry_policy,
+            limiter=self.limiter,
+            timeout=self.timeout,
+            codes=self._codes,
+            rng=self._rng,
+            max_response_bytes=self.max_response_bytes,
+        )
+        self.registry.fetch = self.get_video_details
+        if self.callbacks is not None:
+            listener = self.callbacks
+            listener.bind(self.registry, self.relay)
+            stack.callback(listener.unbind)
+            if not listener.attached:
+                await listener.start()
+                stack.push_async_callback(listener.stop)
+            if listener.public_url is None and not _is_loopback(self.base_url):
+                logger.warning(
+                    "the callback listener has no public_url: a remote API cannot reach "
+                    "%s, so jobs will resolve only by the safety poll every %.0f s; pass "
+                    "CallbackListener(public_url=...)",
+                    listener.callback_url.rsplit("/", 1)[0],
+                    self.poll_policy.fallback_interval,
+                )
+        if self.limiter.shared is not None:
+            # Permits handed back at close, after every request ended.
+            stack.push_async_callback(self._flush_limiter)
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            try:
+                if self.limiter.shared is not None:
+                    await tg.start(self.limiter.run)
+                if self.relay is not None:
+                    # Subscribed before any job registers (the listener relays meanwhile).
+                    await tg.start(self.relay.run, self.registry)
+                self._poller = Poller(
+                    self.registry, self.get_video_details, self.poll_policy, rng=self._rng
+                )
+                self.registry.poller = self._poller
+                await tg.start(self._poller.run)
+                if isinstance(self.store, LeasedJobStore):
+                    await tg.start(self._keep_lease, self.store)
+                self._transport = transport
+                if not ready.done():
+                    ready.set_result(None)
+                await self._stop.wait()
+            finally:
+                self._transport = None
+                tg.cancel_scope.cancel()  # the poller, batches, pending store writes
+        self._tg = None
+
+    async def _flush_limiter(self) -> None:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+            await self.limiter.flush()
 
     async def __aexit__(
         self,
@@ -244,37 +306,30 @@ class Client:
 
     async def aclose(self) -> None:
         """Stop the poller, the listener and every request; pending jobs' waiters get
-        :class:`ClientClosedError` (their remote tasks keep running)."""
-        if self._closed:
-            return
-        self._closed = True
-        self.registry.close(
-            ClientClosedError(
-                "the Client closed before this job finished; the task keeps running on the "
-                "server: re-attach with client.job(task_id) from a new client"
+        :class:`ClientClosedError` (their remote tasks keep running). Safe to call from any
+        task, and more than once."""
+        if not self._closed:
+            self._closed = True
+            self.registry.close(
+                ClientClosedError(
+                    "the Client closed before this job finished; the task keeps running on "
+                    "the server: re-attach with client.job(task_id) from a new client"
+                )
             )
-        )
-        for batch in list(self._batches):
-            batch.close()
-        stack, self._stack = self._stack, None
-        try:
-            if self._tg is not None:
-                # Background work ends here: the poller, batches, pending store writes.
-                self._tg.cancel_scope.cancel()
-                await self._tg.__aexit__(None, None, None)
-            if self.limiter.shared is not None:
-                with anyio.CancelScope(shield=True), anyio.move_on_after(2):
-                    await self.limiter.flush()
-        finally:
-            if stack is not None:
-                with anyio.CancelScope(shield=True):
-                    await stack.aclose()
-        self.registry.poller = None
-        self.registry.fetch = None
+            for batch in list(self._batches):
+                batch.close()
+            self._stop.set()
+        if self._runner is not None:
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait([self._runner])
 
     @property
     def transport(self) -> Transport:
         if self._transport is None or self._closed:
+            if self._failed is not None:
+                raise ClientClosedError(
+                    f"this Client stopped after an internal error ({type(self._failed).__name__})"
+                )
             if self._closed:
                 raise ClientClosedError("this Client is closed; create a new one")
             raise ClientClosedError("use the Client inside `async with Client(...) as client:`")
@@ -327,7 +382,7 @@ class Client:
         """Like :meth:`create_video`, for a ready :class:`VideoRequest`."""
         if not isinstance(request, VideoRequest):
             raise InvalidRequestError(f"expected a VideoRequest, got {type(request).__name__}")
-        _check_callback_url(callback_url)
+        _check_url(callback_url, "callback_url")
         if key is not None and (not isinstance(key, str) or not key.strip()):
             raise InvalidRequestError(f"key must be a non-empty string, got {key!r}")
         self.poller  # noqa: B018 - raises ClientClosedError when not running
@@ -371,12 +426,14 @@ class Client:
                 "POST", GENERATE, kind="submit", json_body=body, before_send=write_ahead
             )
             video_task_id = data.get("taskId") if isinstance(data, dict) else None
-            if not isinstance(video_task_id, str) or not video_task_id:
+            try:
+                check_id(video_task_id, what="taskId")
+            except UntrustedDataError as exc:
                 raise ServerError(
                     500,
-                    f"the API accepted the job but its answer has no taskId: {data!r}",
+                    f"the API accepted the job but its answer is unusable: {exc}",
                     endpoint=GENERATE,
-                )
+                ) from None
         except BaseException as exc:
             taken = isinstance(exc, ServerError) or (isinstance(exc, TransportError) and exc.sent)
             state = UNKNOWN if taken or not isinstance(exc, SunoMp4Error) else FAILED
@@ -424,7 +481,7 @@ class Client:
         if isinstance(error, JobTimeoutError) and isinstance(self.store, MemoryJobStore):
             # Nothing in this process will resume it, and a long-running process must
             # not grow with every abandoned job; client.job(task_id) can still attach.
-            logger.info("gave up waiting for video task %s (it keeps running)", job.task_id)
+            logger.info("gave up waiting for video task %s (it keeps running)", short(job.task_id))
             self.store.forget(record.key)
             return
         if isinstance(error, ClientClosedError | JobTimeoutError):
@@ -445,7 +502,7 @@ class Client:
             except Exception as exc:
                 logger.error(
                     "could not record %s (%s) in the job store: %s",
-                    record.task_id or record.key,
+                    short(record.task_id or record.key),
                     record.state,
                     exc,
                 )
@@ -507,13 +564,13 @@ class Client:
         if record.state == SUBMITTED and record.task_id:
             if self.registry.get(record.task_id) is None:
                 self.claimed += 1
-                logger.info("took over video task %s from a dead worker", record.task_id)
+                logger.info("took over video task %s from a dead worker", short(record.task_id))
                 job = self._job_of_record(record)
                 if self.on_claim is not None:
                     try:
                         self.on_claim(job)
                     except Exception:
-                        logger.exception("on_claim failed for video task %s", record.task_id)
+                        logger.exception("on_claim failed for video task %s", short(record.task_id))
         elif record.state == SUBMITTING:
             await self._mark_unknown(record, "was cut short by a dead worker")
 
@@ -522,8 +579,8 @@ class Client:
         logger.warning(
             "submission of %s/%s %s: it may have been submitted; not re-sent (see "
             "client.unknown_submissions())",
-            record.request.task_id,
-            record.request.audio_id,
+            short(record.request.task_id),
+            short(record.request.audio_id),
             why,
         )
         await self.store.save(attrs.evolve(record, state=UNKNOWN))
@@ -557,8 +614,7 @@ class Client:
 
     async def get_video_details(self, task_id: str) -> VideoDetails:
         """ "Get Music Video Details" for a video task id (one request, no job involved)."""
-        if not isinstance(task_id, str) or not task_id.strip():
-            raise InvalidRequestError(f"task_id must be a non-empty string, got {task_id!r}")
+        _check_task_id(task_id)
         data = await self.transport.call(
             "GET", RECORD_INFO, kind="poll", params={"taskId": task_id}, task_id=task_id
         )
@@ -569,7 +625,10 @@ class Client:
                 endpoint=RECORD_INFO,
                 task_id=task_id,
             )
-        data.setdefault("taskId", task_id)
+        if data.get("taskId", task_id) != task_id:
+            # An answer about another task must not resolve that task's job.
+            data["extra.taskId"] = data["taskId"]
+        data["taskId"] = task_id
         try:
             return converter.structure(data, VideoDetails)
         except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
@@ -593,6 +652,14 @@ class Client:
         (``total`` is ``None`` if the server does not say). Raises
         :class:`VideoExpiredError` past the 14-day retention or when the URL answers 404/410.
         """
+        if not isinstance(path, str | os.PathLike):
+            raise InvalidRequestError(f"path must be a str or a path, got {type(path).__name__}")
+        if not isinstance(video, MusicVideo | str):
+            raise InvalidRequestError(f"video must be a MusicVideo or a URL, got {video!r:.80}")
+        if not isinstance(path, str | os.PathLike):
+            raise InvalidRequestError(f"path must be a str or a path, got {type(path).__name__}")
+        if not isinstance(video, MusicVideo | str):
+            raise InvalidRequestError(f"video must be a MusicVideo or a URL, got {video!r:.80}")
         return await download(
             self.transport, video, path, progress=progress, retry=self.retry_policy, rng=self._rng
         )
@@ -610,8 +677,11 @@ class Client:
         new submits (use ``async with`` on the batch, or ``await batch.aclose()``, to stop
         them at once).
         """
-        if max_in_flight < 1:
-            raise InvalidRequestError(f"max_in_flight must be >= 1, got {max_in_flight!r}")
+        _check_number(max_in_flight, "max_in_flight", minimum=1, integer=True)
+        if not isinstance(requests, Iterable | AsyncIterable):
+            raise InvalidRequestError(
+                f"requests must be an iterable of VideoRequest, got {type(requests).__name__}"
+            )
         return Batch(self, requests, max_in_flight)
 
 
@@ -705,14 +775,45 @@ class Batch:
             slots.release()
 
 
-def _check_callback_url(url: object) -> None:
-    if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
-        raise InvalidRequestError(f"callback_url must be an http(s) URL, got {url!r}")
+def _check_url(url: object, name: str) -> None:
+    if url is not None:
+        try:
+            check_url(url, what=name)
+        except UntrustedDataError as exc:
+            raise InvalidRequestError(str(exc)) from None
 
 
 def _check_task_id(task_id: object) -> None:
-    if not isinstance(task_id, str) or not task_id.strip():
-        raise InvalidRequestError(f"task_id must be a non-empty string, got {task_id!r}")
+    try:
+        check_id(task_id, what="task_id")
+    except UntrustedDataError as exc:
+        raise InvalidRequestError(str(exc)) from None
+
+
+def _check_type(value: object, name: str, kind: type | tuple[type, ...]) -> None:
+    if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise InvalidRequestError(f"{name} must be a {names}, got {type(value).__name__}")
+
+
+def _check_number(
+    value: object, name: str, *, minimum: float, integer: bool = False, exclusive: bool = False
+) -> None:
+    kind = int if integer else (int, float)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        what = "an integer" if integer else "a number"
+        raise InvalidRequestError(f"{name} must be {what}, got {type(value).__name__}")
+    if (value <= minimum if exclusive else value < minimum) or value != value:
+        raise InvalidRequestError(
+            f"{name} must be {'>' if exclusive else '>='} {minimum}, got {value!r}"
+        )
+
+
+def _single(exc: BaseException) -> BaseException:
+    """The one error inside task-group wrappers (a start-up failure reads as itself)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _is_loopback(url: str) -> bool:

@@ -13,6 +13,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from ._models import CallbackPayload, MusicVideo, TaskStatus, VideoDetails, VideoRequest
+from ._untrusted import printable
 
 __all__ = ["converter", "parse_time", "utcnow"]
 
@@ -28,18 +29,32 @@ def utcnow() -> datetime:
 _STRING_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$")
 
 
+#: Times outside this range are no time the API can mean (and near year 9999 adding the
+#: 14-day retention overflows): they read as unknown.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
 def parse_time(value: object) -> datetime | None:
     """Both documented time shapes: epoch milliseconds and ``"YYYY-MM-DD HH:MM:SS"`` (UTC).
 
-    Epoch seconds are accepted too (a value too small to be milliseconds). Anything else
-    is ``None``: a time the SDK cannot read must not break the parse of a whole answer.
+    Epoch seconds are accepted too (a value too small to be milliseconds). Anything else,
+    and any time before 2000 or after 2200, is ``None``: a time the SDK cannot read must
+    not break the parse of a whole answer.
     """
+    parsed = _parse_time(value)
+    if parsed is None or not EARLIEST <= parsed < LATEST:
+        return None
+    return parsed
+
+
+def _parse_time(value: object) -> datetime | None:
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, str):
-        text = value.strip()
+        text = value.strip()[:64]
         if re.fullmatch(r"\d+(\.\d+)?", text):
             value = float(text)
         elif _STRING_TIME.match(text):
@@ -84,7 +99,7 @@ def _status(value: object, _type: object = None) -> TaskStatus:
     if isinstance(value, TaskStatus):
         return value
     if isinstance(value, str) and value:
-        return TaskStatus(value)
+        return TaskStatus(printable(value.strip(), 64))  # an unknown flag is kept: bound it
     return TaskStatus.PENDING
 
 

@@ -24,6 +24,7 @@ from ._errors import (
 from ._models import MusicVideo
 from ._policies import RetryPolicy
 from ._transport import Transport
+from ._untrusted import UntrustedDataError, check_url, file_in, safe_name, short
 
 __all__ = ["Progress", "download"]
 
@@ -36,11 +37,15 @@ CHUNK = 1024 * 1024
 
 
 def target_path(url: str, path: str | os.PathLike[str]) -> Path:
-    """``path`` itself, or the URL's file name inside ``path`` when it is a folder."""
+    """``path`` itself, or a file inside ``path`` when it is a folder (or ends with a
+    separator), named after the URL's last segment made safe: a name from the network never
+    picks the folder (``..%2F``, ``%2Ftmp%2Fx``, a NUL)."""
     target = Path(path)
-    if target.is_dir():
-        name = unquote(Path(urlsplit(url).path).name) or "video.mp4"
-        target = target / name
+    text = os.fspath(path)
+    if target.is_dir() or text.endswith(("/", os.sep)):
+        segment = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+        name = safe_name(segment) if segment else "video.mp4"
+        target = file_in(target, name)
     return target
 
 
@@ -64,9 +69,11 @@ async def download(
         url = video.video_url
     else:
         url = video
-    if not url.startswith(("http://", "https://")):
-        raise InvalidRequestError(f"not a video URL: {url!r}")
-    target = await anyio.to_thread.run_sync(target_path, url, path)
+    try:
+        check_url(url, what="video URL")
+        target = await anyio.to_thread.run_sync(target_path, url, path)
+    except UntrustedDataError as exc:
+        raise InvalidRequestError(f"cannot download {short(url)!r}: {exc}") from None
     await anyio.Path(target.parent).mkdir(parents=True, exist_ok=True)
     part = target.with_name(f".{target.name}.part")
     attempt = 0
@@ -79,7 +86,9 @@ async def download(
             if attempt >= retry.attempts:
                 raise
             delay = retry.backoff(attempt - 1, rng)
-            logger.info("download of %s interrupted (%s); resuming in %.2f s", url, exc, delay)
+            logger.info(
+                "download of %s interrupted (%s); resuming in %.2f s", short(url, 200), exc, delay
+            )
             await anyio.sleep(delay)
     await anyio.Path(part).rename(target)
     return target

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
+from ._untrusted import printable, redact, short
+
 if TYPE_CHECKING:
     from ._models import TaskStatus
 
@@ -34,8 +36,21 @@ __all__ = [
 ]
 
 
+#: Longest error message: a hostile answer must not make a 5 MB log line.
+MAX_MESSAGE_CHARS = 2000
+
+
 class SunoMp4Error(Exception):
-    """Base class of every error this SDK raises on purpose."""
+    """Base class of every error this SDK raises on purpose.
+
+    Its message never holds a registered secret (the API key, a callback secret: a hostile
+    server may echo them) nor control characters (server text reaches terminals and logs).
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(
+            *(printable(redact(a), MAX_MESSAGE_CHARS) if isinstance(a, str) else a for a in args)
+        )
 
 
 # Usage errors, raised before any request is sent...
@@ -69,7 +84,7 @@ class APIError(SunoMp4Error):
         hint: str | None = None,
     ) -> None:
         self.code = code
-        self.msg = msg
+        self.msg = printable(redact(msg), MAX_MESSAGE_CHARS)
         self.endpoint = endpoint
         self.task_id = task_id
         self.http_status = http_status
@@ -77,8 +92,8 @@ class APIError(SunoMp4Error):
         super().__init__(self._message())
 
     def _message(self) -> str:
-        where = f" from {self.endpoint}" if self.endpoint else ""
-        task = f" (task {self.task_id})" if self.task_id else ""
+        where = f" from {short(self.endpoint, 200)}" if self.endpoint else ""
+        task = f" (task {short(self.task_id)})" if self.task_id else ""
         text = f"API error {self.code}{where}{task}: {self.msg or 'no message'}"
         return f"{text}; {self.hint}" if self.hint else text
 
@@ -90,7 +105,7 @@ def _rebuild_api_error(
     cls: type[APIError], code: int, msg: str, state: dict[str, object]
 ) -> APIError:
     err = cls.__new__(cls)
-    Exception.__init__(err)
+    SunoMp4Error.__init__(err)
     err.__dict__.update(state)
     err.args = (err._message(),)
     return err
@@ -161,7 +176,7 @@ class VideoGenerationError(SunoMp4Error):
         self.error_message = error_message
         detail = f": {error_message}" if error_message else ""
         code = f" (code {error_code})" if error_code is not None else ""
-        super().__init__(f"video task {task_id} failed with {status}{code}{detail}")
+        super().__init__(f"video task {short(task_id)} failed with {short(status)}{code}{detail}")
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.task_id, self.status, self.error_code, self.error_message))
@@ -175,8 +190,8 @@ class JobTimeoutError(SunoMp4Error, TimeoutError):
         self.task_id = task_id
         self.waited = waited
         super().__init__(
-            f"video task {task_id} not finished after {waited:.1f} s; it keeps running on the "
-            f"server: re-attach with client.job({task_id!r})"
+            f"video task {short(task_id)} not finished after {waited:.1f} s; it keeps running "
+            f"on the server: re-attach with client.job({short(task_id)!r})"
         )
 
     def __reduce__(self) -> tuple[object, ...]:

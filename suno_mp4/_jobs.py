@@ -4,17 +4,19 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from ._convert import utcnow, video_from_details
-from ._errors import JobTimeoutError, SunoMp4Error, VideoGenerationError
+from ._errors import JobTimeoutError, ServerError, SunoMp4Error, VideoGenerationError
 from ._models import CallbackPayload, MusicVideo, TaskStatus, VideoDetails, VideoRequest
+from ._untrusted import UntrustedDataError, check_url, short
 
 if TYPE_CHECKING:
     from ._poller import Poller
@@ -36,6 +38,7 @@ class VideoJob:
     """
 
     __slots__ = (
+        "__weakref__",
         "_callbacks",
         "_deadline",
         "_details",
@@ -89,7 +92,8 @@ class VideoJob:
         self._callbacks: list[DoneCallback] = []
 
     def __repr__(self) -> str:
-        return f"<VideoJob {self.task_id} {self._status.value}{' done' if self.done() else ''}>"
+        done = " done" if self.done() else ""
+        return f"<VideoJob {short(self.task_id)} {short(self._status.value, 40)}{done}>"
 
     @property
     def status(self) -> TaskStatus:
@@ -176,12 +180,25 @@ class VideoJob:
         self._event.set()
         callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
+            self._call(callback)
+
+    def _call(self, callback: DoneCallback) -> None:
+        # User code: an error in it is logged and stays there (other jobs, the client and
+        # the remaining callbacks go on).
+        try:
             callback(self)
+        except Exception:
+            logger.exception(
+                "done callback %r of video task %s failed", callback, short(self.task_id)
+            )
 
     def add_done_callback(self, callback: DoneCallback) -> None:
-        """Call ``callback(job)`` once the job resolves (at once if it already has)."""
+        """Call ``callback(job)`` once the job resolves (at once if it already has).
+
+        An exception raised by ``callback`` is logged and otherwise ignored.
+        """
         if self._outcome is not None:
-            callback(self)
+            self._call(callback)
         else:
             self._callbacks.append(callback)
 
@@ -194,6 +211,7 @@ def outcome_of_details(job: VideoJob, details: VideoDetails) -> Outcome | None:
     """
     status = details.status
     if details.video_url and (status.is_ok or not status.is_known):
+        _check_video_url(details.video_url, details.task_id)
         video = video_from_details(details, received_at=utcnow())
         if job.request is not None and video.audio_id is None:
             video = _with_request(video, job.request)
@@ -203,6 +221,13 @@ def outcome_of_details(job: VideoJob, details: VideoDetails) -> Outcome | None:
             details.task_id, status, details.error_code, details.error_message
         )
     return None
+
+
+def _check_video_url(url: str, task_id: str) -> None:
+    try:
+        check_url(url, what="video URL")
+    except UntrustedDataError as exc:
+        raise ServerError(500, f"the API's answer is unusable: {exc}", task_id=task_id) from None
 
 
 def _with_request(video: MusicVideo, request: VideoRequest) -> MusicVideo:
@@ -220,6 +245,7 @@ def outcome_of_callback(job: VideoJob, payload: CallbackPayload) -> Outcome | No
     if payload.ok:
         if not payload.video_url:
             return None  # nothing usable: the safety poll will tell
+        _check_video_url(payload.video_url, payload.task_id)
         video = MusicVideo(
             task_id=payload.task_id, video_url=payload.video_url, completed_at=utcnow()
         )
@@ -227,6 +253,22 @@ def outcome_of_callback(job: VideoJob, payload: CallbackPayload) -> Outcome | No
     return VideoGenerationError(
         payload.task_id, TaskStatus.GENERATE_MP4_FAILED, payload.code, payload.msg or None
     )
+
+
+def _outcome(
+    read: Callable[[VideoJob, Any], Outcome | None], job: VideoJob, answer: object
+) -> Outcome | None:
+    """``read(job, answer)``; whatever goes wrong reading one job's answer fails that job
+    alone, with a typed error (never the poller, the listener or the client)."""
+    try:
+        return read(job, answer)
+    except ServerError as exc:
+        return exc
+    except Exception as exc:
+        logger.warning("unusable answer for video task %s: %r", short(job.task_id), exc)
+        return ServerError(
+            500, f"the API's answer is unusable: {type(exc).__name__}", task_id=job.task_id
+        )
 
 
 class JobRegistry:
@@ -238,7 +280,12 @@ class JobRegistry:
     handed over when the job registers.
     """
 
-    def __init__(self, *, early_ttl: float = 600.0, early_max: int = 10_000) -> None:
+    def __init__(
+        self,
+        *,
+        early_ttl: float = 600.0,
+        early_max: int = 10_000,
+    ) -> None:
         self._jobs: dict[str, VideoJob] = {}
         self._early: OrderedDict[str, tuple[float, CallbackPayload]] = OrderedDict()
         self._early_ttl = early_ttl
@@ -285,7 +332,7 @@ class JobRegistry:
             self.stats["ignored"] += 1
             return False
         job._set_status(details)
-        outcome = outcome_of_details(job, details)
+        outcome = _outcome(outcome_of_details, job, details)
         if outcome is None:
             return False
         return self._resolve(job, outcome, "poll")
@@ -300,7 +347,7 @@ class JobRegistry:
             else:
                 self._buffer(payload)
             return False
-        outcome = outcome_of_callback(job, payload)
+        outcome = _outcome(outcome_of_callback, job, payload)
         if outcome is None:
             return False
         return self._resolve(job, outcome, "callback")
@@ -344,8 +391,34 @@ class JobRegistry:
         return len(self._early)
 
     def waiters_changed(self, job: VideoJob) -> None:
-        if self.poller is not None and not job.done():
-            self.poller.waiters_changed(job)
+        """A job lost its last waiter, or got a first one."""
+        if job.done():
+            return
+        if job.waiters == 0:
+            self._release(job)
+        elif job.detached:
+            self._reattach(job)
+
+    def _release(self, job: VideoJob) -> None:
+        """Every waiter left (cancelled, timed out): nobody here wants the job now, so it is
+        neither polled nor kept. Its record stays in a durable store for ``resume()``; a
+        callback for it is buffered like any early one; waiting on it again re-attaches it."""
+        job.detached = True
+        job.poll_generation += 1  # invalidates its queued poll
+        if self._jobs.get(job.task_id) is job:
+            del self._jobs[job.task_id]
+        if self.poller is not None:
+            self.poller.forget(job)
+
+    def _reattach(self, job: VideoJob) -> None:
+        job.detached = False
+        registered = self.register(job)
+        if registered is not job:  # attached again meanwhile (client.job): share its outcome
+            registered.add_done_callback(functools.partial(self._share, job))
+
+    def _share(self, job: VideoJob, other: VideoJob) -> None:
+        assert other._outcome is not None
+        self._resolve(job, other._outcome, other.resolved_by or "poll")
 
     async def refresh(self, job: VideoJob) -> VideoDetails:
         if self.fetch is None:

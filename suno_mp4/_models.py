@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 
 from ._errors import InvalidRequestError
+from ._untrusted import UntrustedDataError, check_id, short
 
 __all__ = [
     "RETENTION",
@@ -48,9 +49,9 @@ class TaskStatus(enum.StrEnum):
     def _missing_(cls, value: object) -> TaskStatus | None:
         if not isinstance(value, str) or not value:
             return None
-        if value not in _LOGGED_UNKNOWN:
+        if value not in _LOGGED_UNKNOWN and len(_LOGGED_UNKNOWN) < 100:
             _LOGGED_UNKNOWN.add(value)
-            logger.warning("unknown successFlag %r from the API (this SDK is older?)", value)
+            logger.warning("unknown successFlag %r from the API (this SDK is older?)", short(value))
         member = str.__new__(cls, value)
         member._name_ = value
         member._value_ = value
@@ -88,8 +89,10 @@ class TaskStatus(enum.StrEnum):
 
 def _check_id(name: str) -> Any:
     def check(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:
-        if not isinstance(value, str) or not value.strip():
-            raise InvalidRequestError(f"{name} must be a non-empty string, got {value!r}")
+        try:
+            check_id(value, what=name)
+        except UntrustedDataError as exc:
+            raise InvalidRequestError(str(exc)) from None
 
     return check
 
@@ -134,7 +137,10 @@ class VideoRequest:
 
 
 def _expiry(video: MusicVideo) -> datetime:
-    return video.completed_at + RETENTION
+    try:
+        return video.completed_at + RETENTION
+    except OverflowError:  # a completion time near year 9999 from a hostile answer
+        return datetime.max.replace(tzinfo=video.completed_at.tzinfo)
 
 
 @attrs.frozen
@@ -191,4 +197,5 @@ class CallbackPayload:
 
     @property
     def ok(self) -> bool:
-        return self.code == 200
+        """Whether the envelope says success (200, or 0 as the contract's schema shows)."""
+        return self.code in (0, 200)

@@ -25,6 +25,7 @@ from ._errors import (
 from ._jobs import JobRegistry, VideoJob
 from ._models import VideoDetails
 from ._policies import PollPolicy
+from ._untrusted import short
 
 __all__ = ["Poller"]
 
@@ -35,6 +36,13 @@ _DEADLINE = 1
 
 #: Poll answers that will not get better by asking again: the job fails with them.
 _PERMANENT = (AuthenticationError, NotFoundError, ValidationError)
+
+
+def _live(entry: tuple[float, int, int, int, VideoJob]) -> bool:
+    _, _, kind, generation, job = entry
+    if job.done() or job.detached:
+        return False
+    return kind == _DEADLINE or generation == job.poll_generation
 
 
 class Poller:
@@ -63,6 +71,7 @@ class Poller:
         self._heap: list[tuple[float, int, int, int, VideoJob]] = []
         self._seq = itertools.count()
         self._wake = anyio.Event()
+        self._stale = 0
         #: Polls sent (statistics).
         self.polls = 0
 
@@ -91,14 +100,15 @@ class Poller:
         if earliest:
             self._wake.set()  # new earliest entry: the scheduler must re-time its sleep
 
-    def waiters_changed(self, job: VideoJob) -> None:
-        """A job lost its last waiter (stop polling it) or got a first one (poll again)."""
-        if job.waiters == 0:
-            job.detached = True
-            job.poll_generation += 1  # invalidates its queued poll
-        elif job.detached:
-            job.detached = False
-            self._schedule(job)
+    def forget(self, job: VideoJob) -> None:
+        """``job`` was released: its entries are dead. The heap is rebuilt without them once
+        about half of it is dead (amortised O(log n) a job), so released jobs are not kept
+        alive by the heap until their deadline."""
+        self._stale += 2  # its poll and its deadline (an upper bound: rebuilding is cheap)
+        if self._stale > len(self._heap) // 2:
+            self._heap = [entry for entry in self._heap if _live(entry)]
+            heapq.heapify(self._heap)
+            self._stale = 0
 
     async def run(self, *, task_status: AnyioTaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """The scheduler and its workers; runs until cancelled with the client."""
@@ -112,7 +122,7 @@ class Poller:
                 now = anyio.current_time()
                 while self._heap and self._heap[0][0] <= now:
                     _, _, kind, generation, job = heapq.heappop(self._heap)
-                    if job.done():
+                    if job.done() or job.detached:
                         continue
                     if kind == _DEADLINE:
                         self._expire(job)
@@ -148,11 +158,13 @@ class Poller:
             delay = self.policy.max_interval
             if isinstance(exc, RateLimitError) and exc.retry_after is not None:
                 delay = max(delay, exc.retry_after)
-            logger.warning("poll of %s failed (%s); next try in %.0f s", job.task_id, exc, delay)
+            logger.warning(
+                "poll of %s failed (%s); next try in %.0f s", short(job.task_id), exc, delay
+            )
             self._reschedule(job, generation, delay)
             return
         except Exception:
-            logger.exception("unexpected error polling %s; will poll again", job.task_id)
+            logger.exception("unexpected error polling %s; will poll again", short(job.task_id))
             self._reschedule(job, generation, self.policy.max_interval)
             return
         self.polls += 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email.utils
-import json
 import logging
 import math
 import random
@@ -25,6 +24,7 @@ from ._errors import (
     map_exceptions,
 )
 from ._policies import PRIORITY_POLL, PRIORITY_SUBMIT, RequestLimiter, RetryPolicy
+from ._untrusted import UntrustedDataError, decompress, loads, register_secret, short
 from ._version import __version__
 
 __all__ = ["Transport"]
@@ -33,6 +33,10 @@ logger = logging.getLogger("suno_mp4")
 
 #: Envelope codes that mean success (the seed documents 200; its schema example shows 0).
 _SUCCESS_CODES = frozenset({0, 200})
+
+#: The API's answers are envelopes of a few hundred bytes: 1 MiB is generous, and bounds
+#: what a hostile or broken server can make the client hold (after decompression).
+MAX_RESPONSE_BYTES = 1024 * 1024
 
 Kind = Literal["submit", "poll"]
 
@@ -69,12 +73,17 @@ class Transport:
         timeout: float,
         codes: Mapping[int, type[APIError]] = APIKLEY_CODES,
         rng: random.Random | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
+        register_secret(api_key)
         self._session = session
+        self._max_body = max_response_bytes
         self._base_url = base_url.rstrip("/")
         self._headers = {
             "Authorization": f"Bearer {api_key}",
             "Accept": "application/json",
+            # Decompressed here, within the size cap (see _read_capped), not by aiohttp.
+            "Accept-Encoding": "gzip, deflate",
             "User-Agent": f"suno-mp4/{__version__}",
         }
         self.retry = retry
@@ -134,7 +143,14 @@ class Transport:
                 if delay is None:
                     raise
                 retry += 1
-                logger.info("retrying %s %s in %.2f s after %s", method, path, delay, exc)
+                logger.info(
+                    "retrying %s %s (task %s) in %.2f s after %s",
+                    method,
+                    path,
+                    short(task_id),
+                    delay,
+                    exc,
+                )
                 await anyio.sleep(delay)
                 continue
             except BaseException:
@@ -179,19 +195,42 @@ class Transport:
                 headers=self._headers,
                 timeout=self._timeout,
                 allow_redirects=False,
+                auto_decompress=False,
             ) as resp:
-                body = await resp.read()
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                 status = resp.status
+                try:
+                    body = await self._read_capped(resp)
+                except UntrustedDataError as exc:
+                    raise ServerError(
+                        500 if status < 500 else status,
+                        f"unusable answer (HTTP {status}): {exc}",
+                        endpoint=path,
+                        task_id=task_id,
+                        http_status=status,
+                    ) from None
         return self._decode(path, status, body, retry_after, task_id)
+
+    async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
+        """The body, decompressed, refused past ``max_response_bytes`` (before and after
+        decompression): an answer is never held whole before its size is known."""
+        limit = self._max_body
+        if resp.content_length is not None and resp.content_length > limit:
+            raise UntrustedDataError(f"body of {resp.content_length} bytes, more than {limit}")
+        raw = bytearray()
+        async for chunk in resp.content.iter_chunked(64 * 1024):
+            raw += chunk
+            if len(raw) > limit:
+                raise UntrustedDataError(f"body larger than {limit} bytes")
+        return decompress(bytes(raw), resp.headers.get("Content-Encoding"), limit)
 
     def _decode(
         self, path: str, status: int, body: bytes, retry_after: float | None, task_id: str | None
     ) -> Any:
         """The envelope: the body's ``code`` is the truth, whatever the HTTP status says."""
         try:
-            envelope = json.loads(body)
-        except ValueError:
+            envelope = loads(body)
+        except UntrustedDataError:
             envelope = None
         if not isinstance(envelope, dict) or not isinstance(envelope.get("code"), int):
             # A proxy's bare error page, or something that is no envelope at all.

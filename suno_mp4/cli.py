@@ -34,9 +34,12 @@ def _missing_extra() -> int:
 
 
 def _mask(text: str, secret: str | None) -> str:
+    """``text`` fit for a terminal: the key masked, control characters replaced."""
+    from ._untrusted import mask, printable
+
     if secret and len(secret) >= 4:
-        text = text.replace(secret, secret[:2] + "…" + secret[-2:] if len(secret) > 8 else "…")
-    return text
+        text = text.replace(secret, mask(secret))
+    return printable(text)
 
 
 async def run_demo(out_dir: Path, *, render: bool | None = None) -> dict[str, Any]:
@@ -90,6 +93,7 @@ if HAVE_CLICK:
     from ._cli_batch import batch_command
     from ._client import Client
     from ._jobs import VideoJob
+    from ._untrusted import printable
 
     class _Context:
         def __init__(self, api_key: str | None, base_url: str | None, debug: bool) -> None:
@@ -164,7 +168,7 @@ if HAVE_CLICK:
         else:
             for key, value in data.items():
                 if value is not None:
-                    click.echo(f"{key}: {value}")
+                    click.echo(f"{key}: {printable(value)}")
 
     def _result_options(command: Callable[..., None]) -> Callable[..., None]:
         """--timeout, --download and --json: the options of commands that wait for a video."""
@@ -212,7 +216,7 @@ if HAVE_CLICK:
                     if as_json:
                         click.echo(json.dumps({"video_task_id": job.task_id}))
                     else:
-                        click.echo(f"video_task_id: {job.task_id}")
+                        click.echo(f"video_task_id: {printable(job.task_id)}")
                     return
                 await _finish(client, job, timeout, download, as_json)
 
@@ -251,14 +255,15 @@ if HAVE_CLICK:
         if sys.stdout.isatty():
             from rich.console import Console
             from rich.table import Table
+            from rich.text import Text
 
             table = Table(show_header=False)
             for key, value in rows:
-                table.add_row(key, value)
+                table.add_row(key, Text(printable(value)))  # Text: no markup from the server
             Console().print(table)
         else:
             for key, value in rows:
-                click.echo(f"{key}: {value}")
+                click.echo(f"{key}: {printable(value)}")
 
     @cli.command()
     @click.argument("video_task_id")
@@ -299,7 +304,7 @@ if HAVE_CLICK:
                     url = details.video_url
                 return await client.download(url, path)
 
-        click.echo(str(obj.run(go)))
+        click.echo(printable(str(obj.run(go))))
 
     cli.add_command(batch_command)
 

@@ -32,5 +32,6 @@ def test_benchmarks_quick_run_prints_every_strategy() -> None:
         "suno_mp4 client.download",
         "FfmpegRenderer.render",
         "Scale-out on Redis",
+        "gzip bomb (1 MB -> 1 GB)",
     ):
         assert row in done.stdout

@@ -1,38 +1,99 @@
 """Admin routes under ``/sandbox/``: the test controls of ``Sandbox`` over HTTP, for a
 sandbox running in another process (``python -m suno_mp4.sandbox``, the benchmarks).
 
-No authentication: the sandbox listens on loopback and holds nothing of value.
+No authentication: the sandbox listens on loopback and holds nothing of value. Every body
+is hostile all the same, since any web page the developer visits can send requests to
+loopback:
+
+- a POST must say ``Content-Type: application/json`` (415 otherwise), which a cross-site
+  page cannot send without a CORS preflight, and the sandbox answers no preflight;
+- bodies go through the bounded reader of ``_jsonbody`` (size, nesting, finite numbers);
+- every field is checked for its type and range, counts are capped, and a bad request
+  answers a 4xx with a JSON ``{"error": ...}``, never a 5xx;
+- an audio ``path`` that cannot be used answers one and the same 400 whatever the reason,
+  so the route tells no one which files exist on the host.
 """
 
 from __future__ import annotations
 
+import math
+import subprocess
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import anyio.to_thread
 from aiohttp import web
+
+from ._jsonbody import BodyError, read_json
+from ._probe import ProbeError, probe
 
 if TYPE_CHECKING:
     from ._server import Sandbox
 
-__all__ = ["admin_routes"]
+__all__ = [
+    "MAX_ADVANCE_DAYS",
+    "MAX_CREDITS",
+    "MAX_DURATION",
+    "MAX_TEXT",
+    "MAX_TRACKS",
+    "UNUSABLE_AUDIO",
+    "admin_routes",
+]
+
+#: Tracks of one music task made by ``/sandbox/music-tasks`` (the API makes 2).
+MAX_TRACKS = 10
+#: Seconds of a synthetic track.
+MAX_DURATION = 3600.0
+#: Characters of a title or a failure reason.
+MAX_TEXT = 200
+#: Longest single move of the clock (the clock itself stops before the year 10000).
+MAX_ADVANCE_DAYS = 36_500.0
+MAX_CREDITS = 10**15
+#: The answer to every audio path that cannot be used, whatever the reason.
+UNUSABLE_AUDIO = "cannot use that audio file"
+#: Longest path accepted, in characters (PATH_MAX on Linux).
+_MAX_PATH = 4096
 
 AdminHandler = Callable[[web.Request], Awaitable[object]]
+
+
+class AdminError(Exception):
+    """A bad admin request: answered with ``status`` and ``{"error": message}``."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
 
 
 def admin_routes(sandbox: Sandbox) -> list[web.RouteDef]:
     async def add_track(request: web.Request) -> object:
         body = await _body(request)
-        task_id, audio_id = sandbox.add_track(
-            body.get("path"),
-            title=body.get("title"),
-            duration=body.get("duration"),
-            fail=body.get("fail"),
-        )
+        title = _text(body, "title")
+        fail = _text(body, "fail")
+        duration = _duration(body)
+        path = body.get("path")
+        if path is None:
+            task_id, audio_id = sandbox.add_track(title=title, duration=duration, fail=fail)
+            return {"task_id": task_id, "audio_id": audio_id}
+        if not isinstance(path, str) or len(path) > _MAX_PATH:
+            raise AdminError(UNUSABLE_AUDIO)
+        usable = await anyio.to_thread.run_sync(_usable_audio, path)
+        if usable is None:
+            raise AdminError(UNUSABLE_AUDIO)
+        audio, length = usable
+        try:
+            task_id, audio_id = sandbox.add_track(
+                audio, title=title, duration=duration or length, fail=fail
+            )
+        except (OSError, ValueError):  # gone since it was checked
+            raise AdminError(UNUSABLE_AUDIO) from None
         return {"task_id": task_id, "audio_id": audio_id}
 
     async def add_music_task(request: web.Request) -> object:
-        body = await _body(request)
-        task_id, audio_ids = sandbox.add_music_task(int(body.get("tracks", 2)))
+        tracks = _integer(await _body(request), "tracks", default=2, low=1, high=MAX_TRACKS)
+        task_id, audio_ids = sandbox.add_music_task(tracks)
         return {"task_id": task_id, "audio_ids": audio_ids}
 
     async def stats(request: web.Request) -> object:
@@ -45,9 +106,9 @@ def admin_routes(sandbox: Sandbox) -> list[web.RouteDef]:
     async def advance(request: web.Request) -> object:
         body = await _body(request)
         sandbox.advance(
-            days=float(body.get("days", 0)),
-            hours=float(body.get("hours", 0)),
-            seconds=float(body.get("seconds", 0)),
+            days=_number(body, "days", high=MAX_ADVANCE_DAYS),
+            hours=_number(body, "hours", high=MAX_ADVANCE_DAYS * 24),
+            seconds=_number(body, "seconds", high=MAX_ADVANCE_DAYS * 86400),
         )
         return {"now": sandbox.now()}
 
@@ -57,13 +118,18 @@ def admin_routes(sandbox: Sandbox) -> list[web.RouteDef]:
         return sandbox.faults.as_dict()
 
     async def maintenance(request: web.Request) -> object:
-        body = await _body(request)
-        sandbox.maintenance = bool(body.get("on", True))
+        on = (await _body(request)).get("on", True)
+        if not isinstance(on, bool):
+            raise AdminError("on must be true or false")
+        sandbox.maintenance = on
         return {"maintenance": sandbox.maintenance}
 
     async def credits(request: web.Request) -> object:
         if request.method == "POST":
-            sandbox.credits = int((await _body(request))["credits"])
+            body = await _body(request)
+            if "credits" not in body:
+                raise AdminError("credits is required")
+            sandbox.credits = _integer(body, "credits", default=0, low=0, high=MAX_CREDITS)
         return {"credits": sandbox.credits}
 
     async def task(request: web.Request) -> object:
@@ -88,21 +154,119 @@ def admin_routes(sandbox: Sandbox) -> list[web.RouteDef]:
 
 
 def _json(handler: AdminHandler) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """Answer the handler's result as JSON; a bad admin request answers 400 with why."""
+    """Answer the handler's result as JSON; a bad admin request answers 4xx with why."""
 
     async def wrapped(request: web.Request) -> web.Response:
+        if request.method == "POST" and request.content_type != "application/json":
+            return _error(415, "admin POSTs take Content-Type: application/json")
         try:
             return web.json_response(await handler(request))
-        except (ValueError, TypeError, KeyError, OSError) as exc:
-            return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=400)
+        except (AdminError, BodyError) as exc:
+            return _error(exc.status, exc.message)
+        except (ValueError, TypeError, KeyError) as exc:  # the setting refused the value
+            return _error(400, f"{type(exc).__name__}: {exc}")
+        except OSError:  # its message may name a host path
+            return _error(400, "the sandbox could not do that")
 
     return wrapped
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
     if not request.can_read_body:
         return {}
-    body = await request.json()
+    body = await read_json(request)
     if not isinstance(body, dict):
-        raise ValueError("the body must be a JSON object")
+        raise AdminError("the body must be a JSON object")
     return body
+
+
+# Fields
+
+
+def _number(body: dict[str, Any], name: str, *, high: float) -> float:
+    """A number from 0 to ``high`` (0 when absent). Comparing before converting keeps a
+    huge integer from overflowing a float."""
+    value = body.get(name, 0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= high:
+        raise AdminError(f"{name} must be a number from 0 to {high:g}")
+    return float(value)
+
+
+def _integer(body: dict[str, Any], name: str, *, default: int, low: int, high: int) -> int:
+    value = body.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise AdminError(f"{name} must be a whole number from {low} to {high}")
+    return value
+
+
+def _duration(body: dict[str, Any]) -> float | None:
+    value = body.get("duration")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise AdminError("duration must be a number of seconds")
+    if not 0 < value <= MAX_DURATION:
+        raise AdminError(f"duration must be more than 0 and at most {MAX_DURATION:g} seconds")
+    return float(value)
+
+
+def _text(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > MAX_TEXT:
+        raise AdminError(f"{name} must be a string of at most {MAX_TEXT} characters")
+    return value
+
+
+# Audio files
+
+
+#: How the audio formats ffmpeg reads start: checked before ffmpeg sees the file, so a
+#: playlist or any other file that makes ffmpeg open further files or URLs never reaches it.
+_AUDIO_MAGIC: tuple[tuple[int, bytes], ...] = (
+    (0, b"ID3"),  # MP3 with an ID3v2 tag
+    (0, b"fLaC"),
+    (0, b"OggS"),  # Ogg Vorbis, Opus, FLAC
+    (0, b"\x1a\x45\xdf\xa3"),  # Matroska / WebM audio
+    (4, b"ftyp"),  # MP4 / M4A / AAC in MP4
+    (0, b"caff"),
+)
+
+
+def _looks_like_audio(head: bytes) -> bool:
+    if any(head[at : at + len(magic)] == magic for at, magic in _AUDIO_MAGIC):
+        return True
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return True
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return True
+    # An MPEG audio frame (MP3 without a tag) or an ADTS AAC frame: 11 sync bits.
+    return len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0
+
+
+def _usable_audio(text: str) -> tuple[Path, float | None] | None:
+    """The resolved audio file and its length (None when ffmpeg is not installed to
+    measure it), or None when the file cannot be used, for whatever reason: missing, not
+    a regular file, unreadable, not audio. Blocking: run it in a worker thread."""
+    try:
+        audio = Path(text).resolve()
+        if not text or not audio.is_file():
+            return None
+        with audio.open("rb") as fh:
+            head = fh.read(16)
+        if not _looks_like_audio(head):
+            return None
+        try:
+            info = probe(audio)
+        except ImportError:  # no ffmpeg: the header is all there is to go by
+            return audio, None
+    except (OSError, ValueError, RuntimeError, ProbeError, subprocess.SubprocessError):
+        return None
+    if info.audio_codec is None or not 0 < info.duration < math.inf:
+        return None
+    return audio, info.duration

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 import attrs
 
@@ -18,15 +18,23 @@ def _probability(_: object, attribute: attrs.Attribute[float], value: object) ->
 
 
 def _seconds(_: object, attribute: attrs.Attribute[float], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ValueError(f"{attribute.name} is a number of seconds >= 0, got {value!r}")
+    if not _finite(value) or not value >= 0:
+        raise ValueError(f"{attribute.name} is a finite number of seconds >= 0, got {value!r}")
 
 
 def _optional_time(_: object, attribute: attrs.Attribute[float | None], value: object) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+    if value is not None and not _finite(value):
         raise ValueError(f"{attribute.name} is a sandbox clock time or None, got {value!r}")
+
+
+def _finite(value: object) -> TypeGuard[int | float]:
+    """A real number that is neither infinite nor NaN (bool excluded)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 @attrs.define
@@ -71,6 +79,7 @@ class Faults:
         unknown = sorted(set(changes) - names)
         if unknown:
             raise ValueError(f"unknown fault(s) {unknown}; known: {sorted(names)}")
+        attrs.evolve(self, **changes)  # all or nothing: every value is checked first
         for name, value in changes.items():
             setattr(self, name, value)
 

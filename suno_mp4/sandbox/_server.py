@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import math
 import os
 import random
 import secrets
@@ -24,13 +25,21 @@ from aiohttp import hdrs, web
 from ._admin import admin_routes
 from ._callbacks import CallbackSender, is_loopback_url
 from ._faults import Faults
+from ._jsonbody import BodyError, read_json
 from ._probe import ProbeError, probe
 from ._ratelimit import SlidingWindow, retry_after_header
 from ._renderer import PlaceholderRenderer, Renderer, RenderFailed, RenderJob
 from ._scheduler import DueQueue
 from ._state import Catalog, SandboxClock, Track, VideoTaskRecord
 from ._stats import SandboxStats
-from ._wire import TimeFormat, callback_body, envelope, record_info, validate_generate
+from ._wire import (
+    TimeFormat,
+    callback_body,
+    envelope,
+    hide_host_paths,
+    record_info,
+    validate_generate,
+)
 
 __all__ = ["Sandbox"]
 
@@ -224,6 +233,8 @@ class Sandbox:
         audio = None if path is None else Path(path).resolve()
         if audio is not None and not audio.is_file():
             raise FileNotFoundError(f"no audio file at {audio}")
+        if duration is not None and not (0 < duration < math.inf):
+            raise ValueError(f"duration must be a finite number of seconds > 0, got {duration}")
         if duration is None:
             duration = DEFAULT_DURATION if audio is None else _probe_duration(audio)
         title = title or (audio.stem if audio is not None else self._next_title())
@@ -311,8 +322,9 @@ class Sandbox:
         if self.maintenance:
             return self._answer(455, "Service Unavailable - system under maintenance")
         scheme, _, key = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
+        # aiohttp keeps bytes that are no UTF-8 as surrogates: encode them back as they came.
         if scheme.lower() != "bearer" or not secrets.compare_digest(
-            key.strip().encode(), self.api_key.encode()
+            key.strip().encode("utf-8", "surrogateescape"), self.api_key.encode()
         ):
             return self._answer(401, "Unauthorized - missing or invalid API key")
         storm_until = self.faults.rate_limit_storm_until
@@ -325,9 +337,9 @@ class Sandbox:
 
     async def _create_video(self, request: web.Request) -> web.Response:
         try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            return self._answer(400, "Format Error - the body is not valid JSON")
+            body = await read_json(request)
+        except BodyError as exc:
+            return self._answer(400, f"Format Error - {exc.message}")
         if not isinstance(body, dict):
             return self._answer(400, "Format Error - the body must be a JSON object")
         if problem := validate_generate(body):
@@ -416,6 +428,10 @@ class Sandbox:
     async def _finish(self, record: VideoTaskRecord) -> None:
         """Render the video (a few at a time), publish it, then send the callback."""
         track = self._catalog.track_of(record)
+        # A failure's reason reaches polls and callbacks: no host path may show in it.
+        known = {str(self.video_dir): "the video directory"}
+        if track.path is not None:
+            known[str(track.path)] = track.path.name
         try:
             if track.fail is not None:
                 raise RenderFailed(track.fail)
@@ -431,10 +447,12 @@ class Sandbox:
             async with _slot(self._render_limiter):
                 path = await self.renderer.render(job)
         except RenderFailed as exc:
-            record.fail(exc.reason, self.now())
+            # The track's own reason (set by whoever added it) stands as it was given.
+            reason = track.fail if track.fail is not None else hide_host_paths(exc.reason, known)
+            record.fail(reason, self.now())
         except Exception as exc:  # a renderer bug fails its task, not the whole sandbox
             logger.exception("renderer failed on %s", record.task_id)
-            record.fail(f"renderer error: {exc}", self.now())
+            record.fail(hide_host_paths(f"renderer error: {exc}", known), self.now())
         else:
             self._catalog.publish(record, path, self.base_url, self.now())
         await self._notify(record)

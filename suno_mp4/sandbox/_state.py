@@ -4,6 +4,7 @@ their state machine (PENDING, then SUCCESS / GENERATE_MP4_FAILED / CALLBACK_EXCE
 from __future__ import annotations
 
 import enum
+import math
 import secrets
 import time
 import uuid
@@ -23,6 +24,8 @@ __all__ = [
 
 #: The API keeps videos 14 days after generation (seed: "Developer Notes").
 RETENTION_SECONDS = 14 * 86400.0
+#: The sandbox clock stops short of the year 10000, which no date format can show.
+LATEST_TIME = 253_402_300_799.0  # 9999-12-31 23:59:59 UTC
 
 
 class Flag(enum.StrEnum):
@@ -46,8 +49,10 @@ class SandboxClock:
         return time.time() + self.offset
 
     def advance(self, seconds: float) -> None:
-        if seconds < 0:
+        if not seconds >= 0:  # NaN too
             raise ValueError("the sandbox clock only moves forward")
+        if not math.isfinite(seconds) or self.now() + seconds > LATEST_TIME:
+            raise ValueError("the sandbox clock cannot go past the year 9999")
         self.offset += seconds
 
 
@@ -124,8 +129,10 @@ class VideoTaskRecord:
         return self.video_path is not None and expires_at is not None and now >= expires_at
 
     def as_json(self) -> dict[str, object]:
-        """For the admin route ``/sandbox/tasks/{id}``."""
+        """For the admin route ``/sandbox/tasks/{id}``: without ``video_path``, as no
+        answer tells where files live on the host (``video_url`` names the file)."""
         data = attrs.asdict(self, value_serializer=_plain)
+        del data["video_path"]
         data["expires_at"] = self.expires_at
         return data
 

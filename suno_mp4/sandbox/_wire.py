@@ -3,7 +3,9 @@ server and must not borrow the SDK's converter (a shared bug would then go unnot
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Mapping
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -15,6 +17,7 @@ __all__ = [
     "callback_body",
     "envelope",
     "format_time",
+    "hide_host_paths",
     "record_info",
     "validate_generate",
 ]
@@ -54,6 +57,25 @@ def record_info(record: VideoTaskRecord, time_format: TimeFormat) -> dict[str, o
         "errorCode": record.error_code,
         "errorMessage": record.error_message,
     }
+
+
+#: An absolute (or home-relative) path, POSIX or Windows, not part of a URL or a word.
+_HOST_PATH = re.compile(r"(?<![\w.:/\\~-])~?(?:/|[A-Za-z]:\\)[^\s'\"<>|]+")
+
+
+def hide_host_paths(text: str, known: Mapping[str, str] | None = None) -> str:
+    """``text`` (an error message bound for an answer or a callback) without host paths:
+    each ``known`` path becomes what it maps to, then whatever else looks like an absolute
+    path is cut down to its last part."""
+    for path, shown in sorted((known or {}).items(), key=lambda item: -len(item[0])):
+        if path:
+            text = text.replace(path, shown)
+    return _HOST_PATH.sub(lambda m: _last_part(m.group()), text)
+
+
+def _last_part(path: str) -> str:
+    parts = [part for part in re.split(r"[/\\]", path) if part]
+    return parts[-1] if parts else "?"
 
 
 def callback_body(record: VideoTaskRecord) -> dict[str, object]:

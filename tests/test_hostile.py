@@ -1,0 +1,468 @@
+"""Hostile answers, callbacks and URLs: each cost at most the job they belong to.
+
+A scripted server (tests/hostile.py) plays a compromised reseller; each test names the
+attack it replays. The slowloris load on the listener is in test_slowloris.py, the
+sandbox's own hostile-input tests in test_sandbox_hostile.py.
+"""
+
+from __future__ import annotations
+
+import gc
+import gzip
+import json
+import logging
+import os
+import sys
+import tracemalloc
+import uuid
+import weakref
+import zlib
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+import pytest
+from aiohttp import web
+
+from suno_mp4 import (
+    AuthenticationError,
+    CallbackListener,
+    Client,
+    ClientClosedError,
+    InvalidRequestError,
+    MusicVideo,
+    PollPolicy,
+    RetryPolicy,
+    ServerError,
+    SQLiteJobStore,
+    VideoRequest,
+)
+
+from .hostile import KEY, Hostile, envelope, hostile_server, success
+
+pytestmark = pytest.mark.anyio
+
+FAST = PollPolicy(initial_delay=0.01, max_interval=0.05, max_wait=20)
+NO_RETRY = RetryPolicy(attempts=1)
+_SCRIPT = Path(sys.executable).with_name("suno-mp4")
+CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "suno_mp4.cli"]
+
+
+@pytest.fixture
+async def server() -> Any:
+    async with hostile_server() as hostile:
+        yield hostile
+
+
+def _client(server: Hostile, **kw: Any) -> Client:
+    kw.setdefault("poll", FAST)
+    kw.setdefault("retry", NO_RETRY)
+    return Client(KEY, base_url=server.base_url, **kw)
+
+
+async def _cli(server: Hostile, *args: str) -> tuple[int, str, str]:
+    env = dict(os.environ, APIKLEY_API_KEY=KEY, SUNO_MP4_BASE_URL=server.base_url)
+    with anyio.fail_after(60):
+        done = await anyio.run_process([*CLI, *args], env=env, check=False)
+    return done.returncode, done.stdout.decode(), done.stderr.decode()
+
+
+# 1. Path traversal: names and paths are made by the SDK.
+
+
+#: A fresh name each run, so a file left by a vulnerable version cannot make this pass or fail.
+_ESCAPED = f"suno-mp4-escaped-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.mark.parametrize(
+    "task_id", [f"../../{_ESCAPED}", f"/tmp/{_ESCAPED}", "..", "a/../../b", "CON"]
+)
+async def test_batch_keeps_every_video_inside_out_dir_whatever_the_task_id(
+    server: Hostile, tmp_path: Path, task_id: str
+) -> None:
+    server.submit = lambda _req: envelope({"taskId": task_id})
+    server.details[task_id] = lambda _req: success(task_id, server.video_url("clip.mp4"))
+    source = tmp_path / "rows.jsonl"
+    source.write_text(json.dumps({"task_id": "music-1", "audio_id": "audio-1"}) + "\n")
+    out_dir = tmp_path / "deep" / "out"
+    code, _, err = await _cli(server, "batch", str(source), "--out-dir", str(out_dir))
+    assert code == 0, err
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix == ".mp4"]
+    assert len(written) == 1
+    assert written[0].parent == out_dir
+    assert not Path(f"/tmp/{_ESCAPED}.mp4").exists()
+
+
+async def test_a_nul_in_a_task_id_fails_that_row_and_the_rerun_does_not_crash(
+    server: Hostile, tmp_path: Path
+) -> None:
+    server.submit = lambda _req: envelope({"taskId": "bad\x00id"})
+    source = tmp_path / "rows.jsonl"
+    source.write_text(json.dumps({"task_id": "music-1", "audio_id": "audio-1"}) + "\n")
+    code, out, err = await _cli(server, "batch", str(source), "--out-dir", str(tmp_path))
+    assert code == 1, err
+    assert "Traceback" not in err and "failed 1" in out
+    code, out, err = await _cli(server, "batch", str(source), "--out-dir", str(tmp_path))
+    assert code in (0, 1) and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(
+    "segment",
+    [f"..%2F..%2F{_ESCAPED}.mp4", f"%2Ftmp%2F{_ESCAPED}.mp4", "x%00y.mp4", "..%5C..%5Cz"],
+)
+async def test_download_into_a_folder_never_leaves_it(
+    server: Hostile, tmp_path: Path, segment: str
+) -> None:
+    folder = tmp_path / "a" / "b"
+    folder.mkdir(parents=True)
+    victim = tmp_path / f"{_ESCAPED}.mp4"
+    victim.write_bytes(b"precious")
+    async with _client(server) as client:
+        with anyio.fail_after(10):
+            path = await client.download(server.video_url(segment), folder)
+    assert path.parent == folder
+    assert path.read_bytes() == server.video
+    assert victim.read_bytes() == b"precious"
+    assert not Path(f"/tmp/{_ESCAPED}.mp4").exists()
+
+
+async def test_cli_download_by_task_id_keeps_the_file_in_the_folder(
+    server: Hostile, tmp_path: Path
+) -> None:
+    server.details["v1"] = lambda _req: success("v1", server.video_url("..%2F..%2Fowned"))
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    code, out, err = await _cli(server, "download", "v1", str(folder))
+    assert code == 0, err
+    assert Path(out.strip()).parent == folder
+    assert [p.parent for p in tmp_path.rglob("*owned*")] == [folder]
+
+
+# 2. One job's bad data fails that job alone.
+
+
+@pytest.mark.parametrize("complete_time", ["9999-12-31 23:59:59", 253402300799000, -1e30, "0"])
+async def test_a_completion_time_out_of_range_never_kills_the_client(
+    server: Hostile, complete_time: object
+) -> None:
+    url = server.video_url("ok.mp4")
+    server.details["bad"] = lambda _req: success("bad", url, completeTime=complete_time)
+    server.details["good"] = lambda _req: success("good", url)
+    async with _client(server) as client:
+        bad, good = client.job("bad"), client.job("good")
+        with anyio.fail_after(10):
+            video = await bad
+            assert (await good).video_url == url
+        assert video.expires_at > video.completed_at  # read as unknown: received time used
+        assert (await client.get_video_details("good")).task_id == "good"  # still running
+
+
+async def test_an_answer_that_breaks_the_parse_fails_its_job_alone(server: Hostile) -> None:
+    url = server.video_url("ok.mp4")
+    # A video URL that is no URL, and a "successFlag" that is an object.
+    server.details["bad1"] = lambda _req: success("bad1", "javascript:alert(1)")
+    server.details["bad2"] = lambda _req: envelope({"successFlag": {"x": [1]}, "videoUrl": 5})
+    server.details["good"] = lambda _req: success("good", url)
+    async with _client(server, poll=PollPolicy(initial_delay=0.01, max_wait=2)) as client:
+        jobs = [client.job(t) for t in ("bad1", "bad2", "good")]
+        with anyio.fail_after(10):
+            with pytest.raises(ServerError, match="unusable"):
+                await jobs[0]
+            with pytest.raises(Exception) as info:
+                await jobs[1]
+            assert isinstance(info.value, ServerError | TimeoutError)
+            assert (await jobs[2]).video_url == url
+
+
+async def test_an_answer_about_another_task_never_resolves_that_task(server: Hostile) -> None:
+    url = server.video_url("ok.mp4")
+    server.details["mine"] = lambda _req: success("theirs", url)  # lies about the task id
+    async with _client(server) as client:
+        theirs = client.job("theirs")
+        mine = client.job("mine")
+        with anyio.fail_after(10):
+            assert (await mine).task_id == "mine"
+        assert not theirs.done()
+
+
+async def test_a_deeply_nested_answer_fails_one_batch_item_not_the_batch(server: Hostile) -> None:
+    bomb = b"[" * 200_000 + b"]" * 200_000
+    calls = 0
+
+    def submit(_req: web.Request) -> dict[str, Any] | bytes:
+        nonlocal calls
+        calls += 1
+        return bomb if calls == 2 else envelope({"taskId": f"v{calls}"})
+
+    server.submit = submit
+    for i in (1, 3):
+        server.details[f"v{i}"] = lambda _req, i=i: success(f"v{i}", server.video_url(f"{i}.mp4"))
+    requests = [VideoRequest(f"m{i}", f"a{i}") for i in range(3)]
+    async with _client(server) as client:
+        with anyio.fail_after(20):
+            results = [r async for r in client.create_videos(requests, max_in_flight=1)]
+    assert len(results) == 3
+    assert [r.ok for r in results].count(True) == 2
+    assert [type(r.error) for r in results if not r.ok] == [ServerError]
+
+
+# 3. Bounded reads.
+
+
+def _gzip_bomb(size: int) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    chunk = b" " * (1024 * 1024)
+    parts = [packer.compress(b"{")]
+    parts += [packer.compress(chunk) for _ in range(size // len(chunk))]
+    return b"".join([*parts, packer.compress(b"}"), packer.flush()])
+
+
+_BOMB = _gzip_bomb(500 * 1024 * 1024)  # ~0.5 MB on the wire, 500 MB unpacked
+
+
+@pytest.mark.parametrize("kind", ["gzip bomb", "100 MB plain", "100 MB chunked"])
+async def test_an_oversized_answer_is_a_typed_error_within_bounded_memory(
+    server: Hostile, kind: str
+) -> None:
+    async def huge(request: web.Request) -> web.StreamResponse:
+        if kind == "gzip bomb":
+            return web.Response(
+                body=_BOMB, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}
+            )
+        resp = web.StreamResponse()
+        if kind == "100 MB plain":
+            resp.content_length = 100 * 1024 * 1024
+        else:
+            resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        chunk = b" " * (1024 * 1024)
+        try:
+            for _ in range(100):
+                await resp.write(chunk)
+        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+            pass  # the client hung up: that is the point
+        return resp
+
+    server.details["big"] = huge
+    tracemalloc.start()
+    try:
+        async with _client(server) as client:
+            with anyio.fail_after(30), pytest.raises(ServerError, match=r"larger than|more than"):
+                await client.get_video_details("big")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 1024 * 1024, f"peak {peak / 1e6:.0f} MB"
+
+
+# 5. User code errors are isolated.
+
+
+async def test_a_raising_done_callback_harms_nothing_else(
+    server: Hostile, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = server.video_url("ok.mp4")
+    for task in ("a", "b"):
+        server.details[task] = lambda _req, task=task: success(task, url)
+    seen: list[str] = []
+    async with _client(server) as client:
+        a, b = client.job("a"), client.job("b")
+
+        def boom(job: Any) -> None:
+            raise RuntimeError("user bug")
+
+        a.add_done_callback(boom)
+        a.add_done_callback(lambda job: seen.append(job.task_id))
+        with anyio.fail_after(10):
+            assert (await a).task_id == "a"
+            assert (await b).task_id == "b"
+        assert seen == ["a"]
+        await client.get_video_details("a")  # the client still runs
+    assert any("user bug" in (r.exc_text or "") or r.exc_info for r in caplog.records)
+
+
+async def test_aclose_from_another_task_closes_cleanly(server: Hostile) -> None:
+    client = _client(server)
+    outcome: list[BaseException] = []
+    async with client:
+        job = client.job("never-done")
+
+        async def waiter() -> None:
+            try:
+                await job
+            except ClientClosedError as exc:
+                outcome.append(exc)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(waiter)
+                await anyio.wait_all_tasks_blocked()
+                tg.start_soon(client.aclose)  # another task than the one inside `async with`
+    assert len(outcome) == 1
+    with pytest.raises(ClientClosedError):
+        client.job("x")
+
+
+# 6. Other edges.
+
+
+async def test_a_callback_with_envelope_code_0_is_a_success(server: Hostile) -> None:
+    listener = CallbackListener()
+    slow = PollPolicy(initial_delay=60, fallback_interval=60, max_wait=60)
+    async with _client(server, callbacks=listener, poll=slow) as client:
+        job = await client.create_video("m", "a")
+        body = {"code": 0, "msg": "ok", "data": {"task_id": job.task_id, "video_url": "http://x/v"}}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(listener.callback_url, json=body) as resp:
+                assert resp.status == 200
+        with anyio.fail_after(5):
+            video = await job
+    assert video.video_url == "http://x/v" and job.resolved_by == "callback"
+
+
+@pytest.mark.parametrize("body", [b"[" * 5000 + b"]" * 5000, b'{"a":' * 3000 + b"1" + b"}" * 3000])
+async def test_the_listener_answers_deep_json_with_400(server: Hostile, body: bytes) -> None:
+    listener = CallbackListener()
+    async with _client(server, callbacks=listener):
+        async with aiohttp.ClientSession() as http:
+            async with http.post(listener.callback_url, data=body) as resp:
+                assert resp.status == 400
+
+
+async def test_the_listener_refuses_compressed_callbacks(server: Hostile) -> None:
+    listener = CallbackListener()
+    async with _client(server, callbacks=listener):
+        body = gzip.compress(b'{"code": 200, "msg": "x", "data": {"task_id": "t"}}')
+        headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(listener.callback_url, data=body, headers=headers) as resp:
+                assert resp.status == 415
+
+
+async def test_an_echoed_key_is_masked_in_errors_cli_output_and_stores(
+    server: Hostile, tmp_path: Path
+) -> None:
+    server.submit = lambda _req: envelope(None, 401, f"bad key {KEY} \x1b[31mred\x1b[0m")
+    store = SQLiteJobStore(tmp_path / "jobs.db")
+    async with _client(server, store=store) as client:
+        with pytest.raises(AuthenticationError) as info:
+            await client.create_video("m", "a")
+    assert KEY not in str(info.value) and KEY not in info.value.msg
+    assert "\x1b" not in str(info.value)
+    await store.aclose()
+    assert KEY.encode() not in (tmp_path / "jobs.db").read_bytes()
+    code, out, err = await _cli(server, "create", "m", "a")
+    assert code == 3
+    assert KEY not in out + err and "\x1b" not in out + err
+    source = tmp_path / "rows.jsonl"
+    source.write_text(json.dumps({"task_id": "m", "audio_id": "a"}) + "\n")
+    code, out, err = await _cli(server, "batch", str(source), "--out-dir", str(tmp_path / "o"))
+    manifest = (tmp_path / "o" / "manifest.jsonl").read_text()
+    assert KEY not in out + err + manifest and "\x1b" not in out + err + manifest
+
+
+async def test_control_characters_from_the_server_never_reach_the_terminal(
+    server: Hostile,
+) -> None:
+    evil = "\x1b]0;owned\x07\x1b[2J\u202eevil"
+    server.details["v1"] = lambda _req: envelope(
+        {"taskId": "v1", "successFlag": "GENERATE_MP4_FAILED", "errorMessage": evil}
+    )
+    for args in (["status", "v1"], ["wait", "v1"], ["status", "v1", "--json"]):
+        _, out, err = await _cli(server, *args)
+        assert "\x1b" not in out + err and "\u202e" not in out + err, args
+
+
+async def test_a_huge_task_id_from_the_server_is_refused_and_never_logged_whole(
+    server: Hostile, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.submit = lambda _req: envelope({"taskId": "x" * 300_000})
+    caplog.set_level(logging.DEBUG, logger="suno_mp4")
+    async with _client(server) as client:
+        with pytest.raises(ServerError) as info:
+            await client.create_video("m", "a")
+    assert len(str(info.value)) < 2500
+    assert all(len(r.getMessage()) < 5000 for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"store": "jobs.db"},
+        {"callback_url": "http://"},
+        {"callback_url": "http://host with space/"},
+        {"base_url": "ftp://example.org"},
+        {"timeout": "3"},
+        {"timeout": float("nan")},
+        {"max_connections": 1.5},
+        {"poll": {"initial_delay": 1}},
+        {"retry": 3},
+        {"rate_limit": 5},
+        {"callbacks": "127.0.0.1:8080"},
+        {"relay": object()},
+        {"codes": [400]},
+        {"seed": "abc"},
+        {"on_claim": 3},
+        {"max_response_bytes": -1},
+    ],
+)
+def test_wrong_client_arguments_raise_invalid_request_error(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(InvalidRequestError):
+        Client("key", **kwargs)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c: c.create_video(123, "a"),
+        lambda c: c.create_video("t", "a", author=5),
+        lambda c: c.create_video("t\x00", "a"),
+        lambda c: c.create_video("t", "a", callback_url="http://"),
+        lambda c: c.submit(VideoRequest("t", "a"), key=5),
+        lambda c: c.download(
+            MusicVideo("t", "http://127.0.0.1:1/v", __import__("datetime").datetime.now()), 5
+        ),
+        lambda c: c.get_video_details("x" * 1000),
+    ],
+)
+async def test_wrong_call_arguments_raise_invalid_request_error(server: Hostile, call: Any) -> None:
+    async with _client(server) as client:
+        with pytest.raises(InvalidRequestError):
+            await call(client)
+    assert server.submits == 0
+
+
+@pytest.mark.parametrize(
+    "call", [lambda c: c.job(""), lambda c: c.create_videos([], max_in_flight="3")]
+)
+async def test_wrong_sync_call_arguments_raise_invalid_request_error(
+    server: Hostile, call: Any
+) -> None:
+    async with _client(server) as client:
+        with pytest.raises(InvalidRequestError):
+            call(client)
+
+
+async def test_jobs_whose_waiters_all_left_are_released(server: Hostile) -> None:
+    forever = PollPolicy(initial_delay=0.01, max_interval=0.05, max_wait=None)
+    async with _client(server, poll=forever) as client:
+        refs: weakref.WeakSet[Any] = weakref.WeakSet()
+        for i in range(3000):
+            job = client.job(f"pending-{i}")
+            refs.add(job)
+            with anyio.move_on_after(0):
+                await job  # cancelled at once: the only waiter leaves
+        del job
+        assert len(client.registry) == 0
+        assert len(client.poller) == 0  # the heap dropped their entries too
+        # Polls already on the wire hold their job until the answer: no event says when the
+        # last one ended, so look again until none is left (or fail).
+        with anyio.fail_after(5):
+            while gc.collect() is not None and len(refs) > 0:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        # Waiting again re-attaches: a job resolved later is still seen.
+        again = client.job("pending-0")
+        server.details["pending-0"] = lambda _req: success("pending-0", server.video_url("x"))
+        with anyio.fail_after(10):
+            assert (await again).task_id == "pending-0"
