@@ -20,6 +20,7 @@ from ._errors import (
     RateLimitError,
     ServerError,
     ServiceUnavailableError,
+    SubmissionInDoubtError,
     SunoMp4Error,
     TransportError,
     ValidationError,
@@ -29,7 +30,14 @@ from ._errors import (
 from ._jobs import JobRegistry, VideoJob, as_completed
 from ._models import CallbackPayload, MusicVideo, TaskStatus, VideoDetails, VideoRequest
 from ._policies import PollPolicy, RateLimit, RetryPolicy, SharedRateLimit
-from ._store import JobRecord, JobStore, LeasedJobStore, MemoryJobStore, SQLiteJobStore
+from ._store import (
+    JobRecord,
+    JobState,
+    JobStore,
+    LeasedJobStore,
+    MemoryJobStore,
+    SQLiteJobStore,
+)
 from ._version import __version__
 
 __all__ = [
@@ -52,6 +60,7 @@ __all__ = [
     "InvalidRequestError",
     "JobRecord",
     "JobRegistry",
+    "JobState",
     "JobStore",
     "JobTimeoutError",
     "LeasedJobStore",
@@ -66,6 +75,7 @@ __all__ = [
     "ServerError",
     "ServiceUnavailableError",
     "SharedRateLimit",
+    "SubmissionInDoubtError",
     "SunoMp4Error",
     "TaskStatus",
     "TransportError",

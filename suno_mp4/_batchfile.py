@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,14 @@ import attrs
 from ._errors import InvalidRequestError
 from ._models import VideoRequest
 
-__all__ = ["Manifest", "ManifestRecord", "Row", "RowProblem", "read_rows"]
+__all__ = [
+    "ManifestRecord",
+    "Row",
+    "RowProblem",
+    "iter_rows",
+    "read_manifest",
+    "read_rows",
+]
 
 _ALIASES = {
     "task_id": "task_id",
@@ -39,8 +45,7 @@ class Row:
     @property
     def key(self) -> str:
         """Identifies the row across runs (same track and branding = same video)."""
-        r = self.request
-        return json.dumps([r.task_id, r.audio_id, r.author, r.domain_name])
+        return self.request.key
 
 
 @attrs.frozen
@@ -78,42 +83,59 @@ def _request(record: dict[str, Any]) -> VideoRequest:
     )
 
 
-def read_rows(path: str | os.PathLike[str]) -> tuple[list[Row], list[RowProblem]]:
-    """Read a ``.csv`` (with a header) or ``.jsonl`` file; bad rows are reported, not fatal."""
+def iter_rows(path: str | os.PathLike[str]) -> Iterator[Row | RowProblem]:
+    """The rows of a ``.csv`` (with a header) or ``.jsonl`` file, one at a time (memory
+    stays flat however long the file is); bad rows come as :class:`RowProblem`, in place.
+
+    Lines end at ``\n`` / ``\r\n`` only: a U+2028 or U+0085 inside a value is part of
+    the value, never a second row."""
     file = Path(path)
-    text = file.read_text(encoding="utf-8-sig")
-    if file.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-        return _read_jsonl(text)
-    return _read_csv(text)
+    with open(file, encoding="utf-8-sig", newline="", errors="strict") as fh:
+        if file.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+            yield from _jsonl_rows(fh)
+        else:
+            yield from _csv_rows(fh)
 
 
-def _read_jsonl(text: str) -> tuple[list[Row], list[RowProblem]]:
-    rows, problems = [], []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            if not isinstance(record, dict):
-                raise InvalidRequestError("a row must be a JSON object")
-            rows.append(Row(number, _request(record)))
-        except json.JSONDecodeError as exc:
-            problems.append(RowProblem(number, f"not valid JSON ({exc.msg})"))
-        except InvalidRequestError as exc:
-            problems.append(RowProblem(number, str(exc)))
+def read_rows(path: str | os.PathLike[str]) -> tuple[list[Row], list[RowProblem]]:
+    """All rows of a file at once (small files); see :func:`iter_rows`."""
+    rows: list[Row] = []
+    problems: list[RowProblem] = []
+    for item in iter_rows(path):
+        (rows if isinstance(item, Row) else problems).append(item)  # type: ignore[arg-type]
     return rows, problems
 
 
-def _read_csv(text: str) -> tuple[list[Row], list[RowProblem]]:
-    rows, problems = [], []
-    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+def _jsonl_rows(fh: Iterable[str]) -> Iterator[Row | RowProblem]:
+    number = 0
+    try:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise InvalidRequestError("a row must be a JSON object")
+                yield Row(number, _request(record))
+            except json.JSONDecodeError as exc:
+                yield RowProblem(number, f"not valid JSON ({exc.msg})")
+            except (InvalidRequestError, RecursionError) as exc:
+                yield RowProblem(number, str(exc) or "nested too deeply")
+    except UnicodeDecodeError:
+        yield RowProblem(number + 1, "not UTF-8 text: the rest of the file is not read")
+
+
+def _csv_rows(fh: Iterable[str]) -> Iterator[Row | RowProblem]:
+    reader = csv.DictReader(fh, strict=True)
     try:
         header = reader.fieldnames or []
-    except csv.Error as exc:
-        return [], [RowProblem(1, f"bad CSV header ({exc})")]
+    except (csv.Error, UnicodeDecodeError) as exc:
+        yield RowProblem(1, f"bad CSV header ({exc})")
+        return
     known = {_ALIASES.get(h.strip().lower().replace("-", "_")) for h in header}
     if not {"task_id", "audio_id"} <= known:
-        return [], [RowProblem(1, "the CSV header needs task_id and audio_id columns")]
+        yield RowProblem(1, "the CSV header needs task_id and audio_id columns")
+        return
     while True:
         start = reader.line_num + 1
         try:
@@ -121,18 +143,20 @@ def _read_csv(text: str) -> tuple[list[Row], list[RowProblem]]:
         except StopIteration:
             break
         except csv.Error as exc:
-            problems.append(RowProblem(start, f"bad CSV quoting ({exc})"))
+            yield RowProblem(start, f"bad CSV quoting ({exc})")
             continue
+        except UnicodeDecodeError:
+            yield RowProblem(start, "not UTF-8 text: the rest of the file is not read")
+            return
         try:
-            rows.append(Row(start, _request(record)))
+            yield Row(start, _request(record))
         except InvalidRequestError as exc:
-            problems.append(RowProblem(start, str(exc)))
-    return rows, problems
+            yield RowProblem(start, str(exc))
 
 
 @attrs.define
 class ManifestRecord:
-    """The latest state of one row: ``submitted`` (video task known), ``done`` or ``failed``."""
+    """One line of the manifest: an input row and what the job store knows of it."""
 
     key: str
     line: int
@@ -140,21 +164,24 @@ class ManifestRecord:
     audio_id: str
     author: str | None = None
     domain_name: str | None = None
-    state: str = "submitted"
+    #: The store's state (submitted, done, failed, rejected, unknown, submitting), or
+    #: ``pending`` when the row was not submitted yet.
+    state: str = "pending"
     video_task_id: str | None = None
     video_url: str | None = None
     path: str | None = None
     error: str | None = None
 
-    @property
-    def finished(self) -> bool:
-        return self.state in ("done", "failed")
+    def as_json(self) -> str:
+        """One manifest line."""
+        # ASCII: a U+2028 in a value must not look like a line break to any reader.
+        return json.dumps(attrs.asdict(self)) + "\n"
 
     @classmethod
     def for_row(cls, row: Row, **fields: Any) -> ManifestRecord:
         r = row.request
         return cls(
-            key=row.key,
+            key=r.key,
             line=row.line,
             task_id=r.task_id,
             audio_id=r.audio_id,
@@ -164,37 +191,14 @@ class ManifestRecord:
         )
 
 
-class Manifest:
-    """An append-only JSONL file: one object per event, the last one per row wins.
-
-    Each line is written whole and flushed to disk before the next step, so an interrupted
-    run leaves every line complete (a torn last line from a crash is ignored on reading).
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-
-    def load(self) -> dict[str, ManifestRecord]:
-        records: dict[str, ManifestRecord] = {}
-        if not self.path.exists():
-            return records
-        names = {a.name for a in attrs.fields(ManifestRecord)}
-        for line in self.path.read_text(encoding="utf-8").splitlines():
+def read_manifest(path: Path) -> Iterator[dict[str, Any]]:
+    """The lines of a manifest written by an earlier version (an append-only log): each
+    object as read; torn or foreign lines are skipped."""
+    with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+        for line in fh:
             try:
                 data = json.loads(line)
-                record = ManifestRecord(**{k: v for k, v in data.items() if k in names})
-            except (ValueError, TypeError):
-                continue  # a torn line from a crash
-            records[record.key] = record
-        return records
-
-    def append(self, record: ManifestRecord) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(attrs.asdict(record), ensure_ascii=False) + "\n"
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    def __iter__(self) -> Iterator[ManifestRecord]:
-        return iter(self.load().values())
+            except ValueError:
+                continue
+            if isinstance(data, dict):
+                yield data

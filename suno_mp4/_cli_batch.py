@@ -1,27 +1,45 @@
-"""``suno-mp4 batch``: a CSV/JSONL file of tracks to videos, with progress and a manifest
-that makes re-runs skip finished rows and re-attach to submitted ones."""
+"""``suno-mp4 batch``: a CSV/JSONL file of tracks to videos on the SDK's batch API and a
+durable job store in the output folder, so no re-run, crash or Ctrl-C bills a row twice."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shlex
 import signal
 import sys
-import time
 from collections import Counter
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
+import attrs
 import click
 
-from ._batchfile import Manifest, ManifestRecord, Row, read_rows
+from ._batchfile import ManifestRecord, Row, RowProblem, iter_rows, read_manifest
+from ._errors import (
+    AuthenticationError,
+    InsufficientCreditsError,
+    SubmissionInDoubtError,
+    SunoMp4Error,
+    VideoGenerationError,
+)
+from ._models import MusicVideo, VideoRequest
+from ._store import JobRecord, JobState, SQLiteJobStore
 from ._untrusted import file_in, printable, safe_name
 
-STATES = ("queued", "submitting", "rendering", "downloading", "done", "failed")
+#: The job store of a batch, in its output folder: the one ledger of what was submitted.
+STORE_NAME = "jobs.db"
+LOCK_NAME = ".suno-mp4.lock"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+#: How many in-doubt or failed rows the summary names (the manifest has them all).
+SHOWN = 20
 
 
 class Display:
-    """One progress display: a rich bar with per-state counts and ETA on a terminal, plain
-    lines (one per finished row) otherwise, so logs and pipes stay readable."""
+    """One progress display: a rich bar with counts on a terminal, plain lines (one per
+    finished row) otherwise, so logs and pipes stay readable."""
 
     def __init__(self, total: int, *, live: bool) -> None:
         self.total = total
@@ -29,7 +47,6 @@ class Display:
         self.live = live
         self._progress: Any = None
         self._task: Any = None
-        self._start = time.monotonic()
 
     def __enter__(self) -> Display:
         if self.live:
@@ -50,7 +67,6 @@ class Display:
                 TimeElapsedColumn(),
                 TextColumn("ETA"),
                 TimeRemainingColumn(),
-                transient=False,
             )
             self._progress.__enter__()
             self._task = self._progress.add_task("batch", total=self.total, states="")
@@ -61,95 +77,33 @@ class Display:
             self._refresh()
             self._progress.__exit__(None, None, None)
 
-    def move(self, old: str | None, new: str) -> None:
-        if old is not None:
-            self.counts[old] -= 1
-        self.counts[new] += 1
+    def count(self, outcome: str, text: str | None = None) -> None:
+        self.counts[outcome] += 1
         self._refresh()
+        if text is not None and (not self.live or outcome != "done"):
+            self.line(text)
 
     def _refresh(self) -> None:
         if self._progress is not None:
-            states = " ".join(f"{s} {self.counts[s]}" for s in STATES if self.counts[s])
-            finished = self.counts["done"] + self.counts["failed"]
-            self._progress.update(self._task, completed=finished, states=states)
+            states = " ".join(f"{k} {v}" for k, v in sorted(self.counts.items()) if v)
+            self._progress.update(self._task, completed=sum(self.counts.values()), states=states)
 
     def line(self, text: str) -> None:
         if self._progress is not None:
-            self._progress.console.print(text, markup=False, highlight=False)
+            self._progress.console.print(printable(text), markup=False, highlight=False)
         else:
-            click.echo(text)
+            click.echo(printable(text))
 
 
-async def run_batch(
-    client: Any,
-    rows: list[Row],
-    manifest: Manifest,
-    *,
-    out_dir: Path,
-    max_in_flight: int,
-    download: bool,
-    display: Display,
-    outcome: Counter[str],
-) -> None:
-    """Process ``rows``; every transition is appended to the manifest before moving on.
-    ``outcome`` counts done, failed and skipped rows (also when interrupted)."""
-    from . import SunoMp4Error
+@attrs.define
+class Outcome:
+    """What one run did, for the summary and the exit code."""
 
-    previous = manifest.load()
-    slots = anyio.Semaphore(max_in_flight)
-
-    async def process(row: Row, record: ManifestRecord | None) -> None:
-        state = "queued"
-        try:
-            if record is not None and record.video_task_id:
-                job = client.job(record.video_task_id)  # submitted before: never again
-            else:
-                display.move(state, state := "submitting")
-                # A submit in flight finishes even on Ctrl-C, so its id is never lost.
-                with anyio.CancelScope(shield=True):
-                    job = await client.submit(row.request)
-                    record = ManifestRecord.for_row(row, video_task_id=job.task_id)
-                    manifest.append(record)
-            assert record is not None
-            display.move(state, state := "rendering")
-            video = await job
-            record.video_url = video.video_url
-            if download:
-                display.move(state, state := "downloading")
-                # The file name is made here from the id, never taken from the answer.
-                name = safe_name(job.task_id, suffix=".mp4")
-                path = await client.download(video, file_in(out_dir, name))
-                record.path = str(path)
-            record.state = "done"
-            manifest.append(record)
-            display.move(state, state := "done")
-            outcome["done"] += 1
-            if not display.live:
-                display.line(f"done   line {row.line}: {printable(record.video_url, 300)}")
-        except SunoMp4Error as exc:
-            if record is None:
-                record = ManifestRecord.for_row(row)
-            record.state, record.error = "failed", f"{type(exc).__name__}: {exc}"
-            manifest.append(record)
-            display.move(state, "failed")
-            outcome["failed"] += 1
-            display.line(f"failed line {row.line}: {printable(record.error)}")
-        finally:
-            slots.release()
-
-    todo = []
-    for row in rows:
-        record = previous.get(row.key)
-        if record is not None and record.finished:
-            outcome["skipped"] += 1
-            display.move(None, record.state)
-            continue
-        todo.append((row, record))
-        display.move(None, "queued")
-    async with anyio.create_task_group() as tg:
-        for row, record in todo:
-            await slots.acquire()
-            tg.start_soon(process, row, record)
+    counts: Counter[str] = attrs.Factory(Counter)
+    #: The first few in-doubt rows, to name them (all of them are counted).
+    in_doubt: list[VideoRequest] = attrs.Factory(list)
+    stopped: str | None = None
+    exit_code: int = EXIT_OK
 
 
 def _rate(value: str | None) -> Any:
@@ -160,20 +114,261 @@ def _rate(value: str | None) -> Any:
     try:
         count, _, per = value.partition("/")
         return RateLimit(int(count), float(per or 1))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, SunoMp4Error) as exc:
         raise click.BadParameter(f"expected N/SECONDS such as 20/1, got {value!r}") from exc
+
+
+def video_path(out_dir: Path, video_task_id: str) -> Path:
+    """Where a row's video goes: a name the CLI makes from the id, inside ``out_dir``."""
+    return file_in(out_dir, safe_name(video_task_id, suffix=".mp4"))
+
+
+@contextlib.contextmanager
+def _folder_lock(out_dir: Path) -> Iterator[None]:
+    """One batch at a time per output folder: two would share one ledger unawares."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / LOCK_NAME, "a") as fh:
+        try:
+            import fcntl
+
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # pragma: no cover - not POSIX: no lock
+            pass
+        except OSError:
+            click.echo(f"error: another batch is running in {out_dir}", err=True)
+            sys.exit(EXIT_USAGE)
+        yield
+
+
+def _valid_rows(file: Path) -> Iterator[Row]:
+    for item in iter_rows(file):
+        if isinstance(item, Row):
+            yield item
+
+
+async def _prepare(store: SQLiteJobStore, manifest: Path, *, new_store: bool) -> None:
+    """Before submitting: a submit that was on the wire when the last run died is in doubt
+    (never re-sent by itself); a manifest of a version without the store is imported."""
+    for record in await store.by_state(JobState.SUBMITTING):
+        await store.save(attrs.evolve(record, state=JobState.UNKNOWN))
+    if new_store and await anyio.Path(manifest).exists():
+        await _import_manifest(store, manifest)
+
+
+async def _import_manifest(store: SQLiteJobStore, manifest: Path) -> None:
+    """The append-only manifest of earlier versions knew which rows were submitted: carry
+    their video task ids over, so upgrading mid-batch bills nothing twice."""
+    from ._convert import utcnow
+
+    latest: dict[str, dict[str, Any]] = {}
+    for data in read_manifest(manifest):
+        if isinstance(data.get("video_task_id"), str):
+            latest[str(data.get("key"))] = data
+    for data in latest.values():
+        try:
+            request = VideoRequest(
+                data["task_id"],
+                data["audio_id"],
+                author=data.get("author"),
+                domain_name=data.get("domain_name"),
+            )
+        except (SunoMp4Error, KeyError, TypeError):
+            continue
+        url = data.get("video_url")
+        if data.get("state") == "done" and isinstance(url, str):
+            video = MusicVideo(data["video_task_id"], url, utcnow())
+            record = JobRecord(request.key, request, JobState.DONE, data["video_task_id"])
+            record = attrs.evolve(record, video=video)
+        else:
+            record = JobRecord(request.key, request, JobState.SUBMITTED, data["video_task_id"])
+        await store.insert(record)
+
+
+async def _requests(
+    file: Path, store: SQLiteJobStore, *, retry_failed: bool, resubmit_in_doubt: bool
+) -> AsyncIterator[VideoRequest]:
+    """The file's requests, streamed; the explicit flags free the keys they name."""
+    for row in _valid_rows(file):
+        if retry_failed or resubmit_in_doubt:
+            record = await store.get(row.request.key)
+            if record is not None and (
+                (retry_failed and record.state is JobState.FAILED)
+                or (resubmit_in_doubt and record.state.in_doubt)
+            ):
+                await store.delete(record.key)
+        yield row.request
+
+
+async def _export(file: Path, store: SQLiteJobStore, out_dir: Path, manifest: Path) -> None:
+    """``manifest.jsonl``: every input row with what the store knows of it. An export, not
+    a second ledger: streamed (flat memory) and moved into place whole."""
+    part = manifest.with_name(f".{manifest.name}.part")
+    async with await anyio.open_file(part, "w", encoding="utf-8") as fh:
+        chunk: list[Row] = []
+        for row in _with_end(_valid_rows(file)):
+            if row is not None:
+                chunk.append(row)
+            if chunk and (row is None or len(chunk) == 500):
+                found = await store.get_many([r.request.key for r in chunk])
+                lines = [_manifest_line(r, found.get(r.request.key), out_dir) for r in chunk]
+                await fh.write("".join(line.as_json() for line in lines))
+                chunk = []
+        await fh.flush()
+        await anyio.to_thread.run_sync(os.fsync, fh.wrapped.fileno())
+    await anyio.Path(part).replace(manifest)
+
+
+def _with_end(rows: Iterator[Row]) -> Iterator[Row | None]:
+    yield from rows
+    yield None
+
+
+def _manifest_line(row: Row, record: JobRecord | None, out_dir: Path) -> ManifestRecord:
+    if record is None:
+        return ManifestRecord.for_row(row)
+    path = None
+    if record.task_id:
+        target = video_path(out_dir, record.task_id)
+        path = str(target) if target.exists() else None
+    return ManifestRecord.for_row(
+        row,
+        state=record.state.value,
+        video_task_id=record.task_id,
+        video_url=record.video.video_url if record.video else None,
+        path=path,
+        error=record.error,
+    )
+
+
+async def run_batch(
+    client: Any,
+    file: Path,
+    store: SQLiteJobStore,
+    *,
+    out_dir: Path,
+    max_in_flight: int,
+    download: bool,
+    display: Display,
+    outcome: Outcome,
+    retry_failed: bool,
+    resubmit_in_doubt: bool,
+) -> None:
+    """Submit every row through ``client.create_videos`` (keyed, write-ahead, so a row the
+    store knows is never billed again), download each video, count what happened."""
+    requests = _requests(
+        file, store, retry_failed=retry_failed, resubmit_in_doubt=resubmit_in_doubt
+    )
+    downloads = anyio.Semaphore(min(max_in_flight, 8))
+
+    async def fetch(video: MusicVideo, request: VideoRequest, skipped: bool) -> None:
+        target = video_path(out_dir, video.task_id)
+        label = f"{request.task_id}/{request.audio_id}"
+        if await anyio.Path(target).exists():
+            display.count("skipped" if skipped else "done", f"done   {label}: {target}")
+            return
+        async with downloads:
+            try:
+                await client.download(video, target)
+            except SunoMp4Error as exc:
+                display.count("download failed", f"download failed {label}: {exc}")
+                outcome.exit_code = EXIT_FAILED
+                return
+        display.count("done", f"done   {label}: {target}")
+
+    async with (
+        anyio.create_task_group() as tg,
+        client.create_videos(requests, max_in_flight=max_in_flight) as batch,
+    ):
+        async for result in batch:
+            request: VideoRequest = result.request
+            label = f"{request.task_id}/{request.audio_id}"
+            skipped = result.job is not None and result.job.resolved_by == "store"
+            if result.video is not None:
+                if download:
+                    tg.start_soon(fetch, result.video, request, skipped)
+                else:
+                    display.count("skipped" if skipped else "done", f"done   {label}")
+                continue
+            error = result.error
+            if isinstance(error, AuthenticationError | InsufficientCreditsError):
+                outcome.stopped = str(error)
+                outcome.exit_code = EXIT_AUTH
+                display.count("rejected", f"stopped at {label}: {error}")
+                await batch.aclose()  # no more submits: every later row would fail alike
+                break
+            if isinstance(error, SubmissionInDoubtError):
+                if len(outcome.in_doubt) < SHOWN:
+                    outcome.in_doubt.append(request)
+                display.count("in doubt", f"in doubt {label}: may have been billed; not re-sent")
+            elif isinstance(error, VideoGenerationError):
+                display.count("render failed", f"failed {label}: {error}")
+            else:
+                display.count("failed", f"failed {label}: {error}")
+            if outcome.exit_code == EXIT_OK:
+                outcome.exit_code = EXIT_FAILED
+
+
+def _count_rows(file: Path) -> tuple[int, list[RowProblem]]:
+    """The valid rows (counted, not kept) and the malformed ones (up to 1,000 kept)."""
+    valid = 0
+    problems: list[RowProblem] = []
+    for item in iter_rows(file):
+        if isinstance(item, Row):
+            valid += 1
+        elif len(problems) < 1000:
+            problems.append(item)
+    return valid, problems
+
+
+def _rerun_command(file: Path, out_dir: Path, flag: str | None = None) -> str:
+    parts = ["suno-mp4", "batch", str(file), "--out-dir", str(out_dir)]
+    return shlex.join([*parts, flag] if flag else parts)
+
+
+def _summary(outcome: Outcome, file: Path, out_dir: Path, manifest: Path) -> None:
+    order = "done", "skipped", "render failed", "failed", "download failed", "rejected", "in doubt"
+    counts = outcome.counts
+    text = ", ".join(f"{k} {counts[k]}" for k in order if counts[k]) or "nothing to do"
+    click.echo(f"{text}; manifest {manifest}")
+    if counts["in doubt"]:
+        click.echo(
+            f"{counts['in doubt']} row(s) in doubt: their submit was on the wire when an "
+            "earlier run stopped, so the API may have billed them. Check them (e.g. in your "
+            "account); to submit them again deliberately (each may then be billed twice):",
+            err=True,
+        )
+        click.echo(f"  {_rerun_command(file, out_dir, '--resubmit-in-doubt')}", err=True)
+        for request in outcome.in_doubt:
+            click.echo(printable(f"  {request.task_id}/{request.audio_id}"), err=True)
+    if counts["render failed"]:
+        click.echo(
+            f"{counts['render failed']} row(s) failed rendering; to render them again "
+            f"(billed again): {_rerun_command(file, out_dir, '--retry-failed')}",
+            err=True,
+        )
 
 
 @click.command("batch")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default="videos")
-@click.option("--manifest", "manifest_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--manifest",
+    "manifest_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where the manifest is exported (default: OUT_DIR/manifest.jsonl).",
+)
 @click.option("--max-in-flight", type=click.IntRange(1, 10_000), default=20, show_default=True)
 @click.option("--listen", metavar="HOST:PORT", help="Receive callbacks on this address.")
 @click.option("--public-url", help="The address the API reaches the listener at.")
 @click.option("--rate-limit", metavar="N/S", help="At most N requests per S seconds.")
 @click.option("--no-download", is_flag=True, help="Only record the video URLs.")
 @click.option("--strict", is_flag=True, help="Refuse the whole file if any row is malformed.")
+@click.option("--retry-failed", is_flag=True, help="Render rows whose rendering failed again.")
+@click.option(
+    "--resubmit-in-doubt",
+    is_flag=True,
+    help="Submit rows whose earlier submit is in doubt again (they may be billed twice).",
+)
 @click.pass_obj
 def batch_command(
     obj: Any,
@@ -186,22 +381,27 @@ def batch_command(
     rate_limit: str | None,
     no_download: bool,
     strict: bool,
+    retry_failed: bool,
+    resubmit_in_doubt: bool,
 ) -> None:
     """Make a video for every row of FILE (.csv with a header, or .jsonl).
 
     Rows need task_id and audio_id (taskId/audioId accepted), optionally author and
-    domain_name. Results go to a JSONL manifest as they happen; running the same command
-    again skips finished rows and re-attaches to submitted ones instead of paying twice.
+    domain_name. Every submit is recorded in OUT_DIR/jobs.db before it is sent, so running
+    the same command again (after a crash, Ctrl-C, a fixed key or a top-up) never bills a
+    row twice: finished rows are skipped (their video downloaded if missing), rejected ones
+    submitted, submitted ones waited for. OUT_DIR/manifest.jsonl lists every row's state.
+    One Ctrl-C stops new submits and exits within seconds; a second exits at once.
     """
     from . import CallbackListener
 
-    rows, problems = read_rows(file)
+    total, problems = _count_rows(file)
     for problem in problems:
-        click.echo(f"{file}: {problem}", err=True)
+        click.echo(printable(f"{file}: {problem}"), err=True)
     if problems and strict:
         click.echo(f"{len(problems)} malformed row(s): nothing submitted (--strict)", err=True)
-        sys.exit(2)
-    manifest = Manifest(manifest_path or out_dir / "manifest.jsonl")
+        sys.exit(EXIT_USAGE)
+    manifest = manifest_path or out_dir / "manifest.jsonl"
     callbacks = None
     if listen:
         host, _, port = listen.rpartition(":")
@@ -209,40 +409,67 @@ def batch_command(
             raise click.BadParameter("expected HOST:PORT", param_hint="--listen")
         callbacks = CallbackListener(host, int(port), public_url=public_url)
     limit = _rate(rate_limit)
-    live = sys.stdout.isatty()
-
-    outcome: Counter[str] = Counter()
+    outcome = Outcome()
 
     async def go() -> None:
-        async with obj.client(callbacks=callbacks, rate_limit=limit) as client:
-            with Display(len(rows), live=live) as display:
-                async with anyio.create_task_group() as tg:
-
-                    async def stop_on_signal() -> None:
-                        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
-                            async for _ in sigs:
-                                display.line("interrupted: finishing in-flight submits")
-                                tg.cancel_scope.cancel()
-                                return
-
-                    tg.start_soon(stop_on_signal)
+        new_store = not await anyio.Path(out_dir / STORE_NAME).exists()
+        store = SQLiteJobStore(out_dir / STORE_NAME)
+        try:
+            await _prepare(store, manifest, new_store=new_store)
+            with Display(total, live=sys.stdout.isatty()) as display:
+                outcome.counts = display.counts
+                async with (
+                    obj.client(callbacks=callbacks, rate_limit=limit, store=store) as client,
+                    anyio.create_task_group() as tg,
+                ):
+                    tg.start_soon(_stop_on_signal, tg.cancel_scope, display, outcome)
                     await run_batch(
                         client,
-                        rows,
-                        manifest,
+                        file,
+                        store,
                         out_dir=out_dir,
                         max_in_flight=max_in_flight,
                         download=not no_download,
                         display=display,
                         outcome=outcome,
+                        retry_failed=retry_failed,
+                        resubmit_in_doubt=resubmit_in_doubt,
                     )
                     tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await _export(file, store, out_dir, manifest)
+                await store.aclose()
 
-    obj.run(go)
-    summary = ", ".join(f"{k} {outcome[k]}" for k in ("done", "failed", "skipped") if outcome[k])
-    finished = outcome["done"] + outcome["failed"] + outcome["skipped"]
-    if finished < len(rows):
-        click.echo(f"stopped: {summary or 'nothing finished'}; manifest {manifest.path}", err=True)
-        sys.exit(130)
-    click.echo(f"{summary or 'nothing to do'}; manifest {manifest.path}")
-    sys.exit(1 if outcome["failed"] or problems else 0)
+    with _folder_lock(out_dir):
+        obj.run(go)
+    if outcome.stopped is not None:
+        click.echo(
+            f"stopped: {printable(outcome.stopped)}\nnothing after it was submitted; fix it, "
+            f"then run the same command again: {_rerun_command(file, out_dir)}",
+            err=True,
+        )
+        sys.exit(EXIT_AUTH)
+    _summary(outcome, file, out_dir, manifest)
+    if outcome.exit_code == EXIT_INTERRUPTED:
+        click.echo(
+            f"interrupted: state saved; run the same command again to go on: "
+            f"{_rerun_command(file, out_dir)}",
+            err=True,
+        )
+    sys.exit(EXIT_FAILED if problems and outcome.exit_code == EXIT_OK else outcome.exit_code)
+
+
+async def _stop_on_signal(scope: anyio.CancelScope, display: Display, outcome: Outcome) -> None:
+    """First Ctrl-C (or SIGTERM): stop new submits at once, let those on the wire finish
+    and record their answers (the SDK shields them), exit. Second: exit now — still safe,
+    every submit was recorded before it was sent."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            display.line("interrupted: stopping; submits already sent are being recorded")
+            outcome.exit_code = EXIT_INTERRUPTED
+            scope.cancel()
+            break
+        async for _ in signals:
+            display.line("interrupted again: exiting now (every sent submit is recorded)")
+            os._exit(EXIT_INTERRUPTED)

@@ -10,7 +10,7 @@ import random
 import time
 import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -33,6 +33,7 @@ from ._errors import (
     InvalidRequestError,
     JobTimeoutError,
     ServerError,
+    SubmissionInDoubtError,
     SunoMp4Error,
     TransportError,
     VideoGenerationError,
@@ -44,6 +45,7 @@ from ._poller import Poller
 from ._store import (
     DONE,
     FAILED,
+    REJECTED,
     SUBMITTED,
     SUBMITTING,
     UNKNOWN,
@@ -51,7 +53,6 @@ from ._store import (
     JobStore,
     LeasedJobStore,
     MemoryJobStore,
-    new_key,
 )
 from ._transport import MAX_RESPONSE_BYTES, Transport
 from ._untrusted import UntrustedDataError, check_id, check_url, short
@@ -168,6 +169,7 @@ class Client:
         #: download its video when it finishes; its record is saved when it finishes anyway.
         self.on_claim = on_claim
         self._batches: weakref.WeakSet[Batch] = weakref.WeakSet()
+        self._key_locks: dict[str, tuple[anyio.Lock, int]] = {}
         self.registry = JobRegistry()
         self.limiter = RequestLimiter(rate_limit)
         self._transport: Transport | None = None
@@ -365,9 +367,11 @@ class Client:
         listener, the job resolves on its callback (plus a slow safety poll); with
         ``callback_url`` the result is also POSTed to your own endpoint.
 
-        ``key`` names the job's record in the store (your own id for the track, say): if
-        the store already holds a record under it, nothing is submitted again — the
-        existing job is returned (finished, or re-attached).
+        Every submit is keyed: by ``key`` if given, else by the request's content (track
+        and branding, :attr:`VideoRequest.key`). If the store already holds a record under
+        the key, nothing is submitted again — the existing job is returned (finished, or
+        re-attached); concurrent submits under one key send one request and share its job.
+        A key whose submit is in doubt raises :class:`SubmissionInDoubtError`.
         """
         request = VideoRequest(task_id, audio_id, author=author, domain_name=domain_name)
         return await self.submit(request, callback_url=callback_url, key=key)
@@ -384,41 +388,69 @@ class Client:
             raise InvalidRequestError(f"expected a VideoRequest, got {type(request).__name__}")
         _check_url(callback_url, "callback_url")
         if key is not None and (not isinstance(key, str) or not key.strip()):
-            raise InvalidRequestError(f"key must be a non-empty string, got {key!r}")
+            raise InvalidRequestError(f"key must be a non-empty string, got {short(key)!r}")
+        key = request.key if key is None else key
         self.poller  # noqa: B018 - raises ClientClosedError when not running
-        if key is not None:
+        async with self._key_lock(key):  # same key in this process: one submit, one job
             existing = await self.store.get(key)
-            if existing is not None:
-                return self._job_of_record(existing)
-        via_listener = callback_url is None and (
-            self.callbacks is not None or (self.callback_url is not None and self.relay is not None)
-        )
-        if callback_url is None:
-            if self.callbacks is not None:
-                callback_url = self.callbacks.callback_url
+            if existing is not None and existing.state is not REJECTED:
+                return await self._job_of_record(existing)
+            via_listener = callback_url is None and self._callbacks_reach_us(relayed=False)
+            if callback_url is None:
+                if self.callbacks is not None:
+                    callback_url = self.callbacks.callback_url
+                else:
+                    callback_url = self.callback_url or NO_CALLBACK_URL
+            body: dict[str, Any] = converter.unstructure(request)
+            body["callBackUrl"] = callback_url
+            record = JobRecord(key, request, SUBMITTING, via_listener=via_listener)
+            async with self._submit_slots:
+                record = await self._post_submit(record, body)
+            if record.state is not SUBMITTED:  # another process holds the key
+                return await self._job_of_record(record)
+            assert record.task_id is not None
+            return self._track(self._new_job(record.task_id, request, via_listener), record)
+
+    @asynccontextmanager
+    async def _key_lock(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._key_locks.get(key, (None, 0))
+        if lock is None:
+            lock = anyio.Lock()
+        self._key_locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._key_locks[key]
+            if users == 1:
+                del self._key_locks[key]
             else:
-                callback_url = self.callback_url or NO_CALLBACK_URL
-        body: dict[str, Any] = converter.unstructure(request)
-        body["callBackUrl"] = callback_url
-        record = JobRecord(key or new_key(), request, SUBMITTING, via_listener=via_listener)
-        async with self._submit_slots:
-            record = await self._post_submit(record, body)
-        assert record.task_id is not None
-        video_task_id = record.task_id
-        return self._track(self._new_job(video_task_id, request, via_listener), record)
+                self._key_locks[key] = (lock, users - 1)
+
+    def _callbacks_reach_us(self, *, relayed: bool) -> bool:
+        """Whether a callback for a job submitted here reaches this client: through its own
+        listener, or through a relay from a listener elsewhere (``callback_url`` given, or,
+        with ``relayed=True``, any listener sharing the relay)."""
+        if self.callbacks is not None:
+            return True
+        return self.relay is not None and (relayed or self.callback_url is not None)
 
     async def _post_submit(self, record: JobRecord, body: dict[str, Any]) -> JobRecord:
-        """POST one submit between two store writes; returns the ``submitted`` record.
+        """POST one submit between two store writes; returns the ``submitted`` record (or,
+        when another process claimed the key first, that process's record).
 
-        Write-ahead: the record is saved as ``submitting`` just before the request goes
-        out, so a crash after that point is reported on restart as "unknown: may have been
-        submitted" instead of being paid for twice.
+        Write-ahead: the record is inserted as ``submitting`` just before the request goes
+        out — atomically: of many processes submitting one key, one goes ahead — so a crash
+        after that point is reported on restart as in doubt instead of being paid twice.
         """
         written = False
 
         async def write_ahead() -> None:
-            nonlocal written
-            await self.store.save(record)
+            nonlocal written, record
+            record = attrs.evolve(record, updated_at=time.time())  # not when it queued
+            holder = await self.store.insert(record)
+            if holder is not None:
+                raise _KeyTaken(holder)
             written = True
 
         try:
@@ -434,10 +466,11 @@ class Client:
                     f"the API accepted the job but its answer is unusable: {exc}",
                     endpoint=GENERATE,
                 ) from None
+        except _KeyTaken as taken:
+            return taken.holder
         except BaseException as exc:
-            taken = isinstance(exc, ServerError) or (isinstance(exc, TransportError) and exc.sent)
-            state = UNKNOWN if taken or not isinstance(exc, SunoMp4Error) else FAILED
             if written:  # otherwise nothing was sent and there is nothing to remember
+                state = REJECTED if _certainly_not_taken(exc) else UNKNOWN
                 await self._save_shielded(attrs.evolve(record, state=state, error=str(exc)))
             raise
         record = attrs.evolve(record, state=SUBMITTED, task_id=video_task_id)
@@ -446,26 +479,47 @@ class Client:
         await self._save_shielded(record)
         return record
 
-    def _job_of_record(self, record: JobRecord) -> VideoJob:
-        """The job for a record a store already holds (a submit is never repeated)."""
+    async def _job_of_record(self, record: JobRecord) -> VideoJob:
+        """The job for a record a store already holds under the key (never a new submit):
+        finished → resolved from the store; submitted → attached; in doubt → raises
+        :class:`SubmissionInDoubtError`. A ``submitting`` record young enough to be another
+        process's submit on the wire is waited for."""
+        delay = 0.05
+        give_up = anyio.current_time() + self._submit_window()
+        while record.state is SUBMITTING:
+            age = time.time() - record.updated_at
+            if (
+                record.writer_is_gone()
+                or age > self._submit_window()
+                or anyio.current_time() > give_up
+            ):
+                raise SubmissionInDoubtError(record.key)
+            # Another process's submit: no event crosses processes, so look again.
+            await anyio.sleep(delay)
+            delay = min(1.0, delay * 2)
+            latest = await self.store.get(record.key)
+            if latest is None:
+                raise SubmissionInDoubtError(record.key, "the submission's record vanished")
+            record = latest
         if record.finished and record.task_id:
             return self._from_store(record)
-        if record.state == SUBMITTED and record.task_id:
-            listening = self.relay is not None or self.callbacks is not None
-            return self._attach(record, listening=listening)
-        raise InvalidRequestError(
-            f"the submission under key {record.key!r} is {record.state}: it may have been "
-            "submitted; check before submitting it again under another key"
-        )
+        if record.state is SUBMITTED and record.task_id:
+            return self._attach(record)
+        raise SubmissionInDoubtError(record.key)
 
-    def _attach(self, record: JobRecord, *, listening: bool) -> VideoJob:
-        """The job of a ``submitted`` record: the one tracked already, or a new one (which
-        expects a callback if the record did and ``listening`` says one can arrive)."""
+    def _submit_window(self) -> float:
+        """How long a submit can be on the wire (every attempt timing out), plus a margin."""
+        return self.timeout * self.retry_policy.attempts + 10.0
+
+    def _attach(self, record: JobRecord) -> VideoJob:
+        """The job of a ``submitted`` record: the one tracked already, or a new one. A new
+        one expects a callback only through a relay: the callback URL it was submitted with
+        may carry the secret of a listener that is gone (another process, or a restart)."""
         assert record.task_id is not None
         existing = self.registry.get(record.task_id)
         if existing is not None:
             return existing
-        expect = record.via_listener and listening
+        expect = record.via_listener and self.relay is not None
         return self._track(self._new_job(record.task_id, record.request, expect), record)
 
     def _track(self, job: VideoJob, record: JobRecord | None) -> VideoJob:
@@ -478,12 +532,6 @@ class Client:
 
     def _job_finished(self, record: JobRecord, job: VideoJob) -> None:
         error = job.exception()
-        if isinstance(error, JobTimeoutError) and isinstance(self.store, MemoryJobStore):
-            # Nothing in this process will resume it, and a long-running process must
-            # not grow with every abandoned job; client.job(task_id) can still attach.
-            logger.info("gave up waiting for video task %s (it keeps running)", short(job.task_id))
-            self.store.forget(record.key)
-            return
         if isinstance(error, ClientClosedError | JobTimeoutError):
             return  # the remote task goes on: the record stays resumable
         if error is None:
@@ -523,12 +571,12 @@ class Client:
             if record.state == SUBMITTED and record.task_id:
                 # The old listener's secret died with the old process: poll these (unless
                 # a relay hands over callbacks to a shared URL).
-                yield self._attach(record, listening=self.relay is not None)
+                yield self._attach(record)
             elif record.state == SUBMITTING:
                 await self._mark_unknown(record, "was interrupted")
 
     async def _finished_records(self) -> list[JobRecord]:
-        return [r for r in await self.store.all() if r.finished and r.task_id]
+        return [r for r in await self.store.by_state(DONE, FAILED) if r.task_id]
 
     def _from_store(self, record: JobRecord) -> VideoJob:
         assert record.task_id is not None
@@ -565,7 +613,7 @@ class Client:
             if self.registry.get(record.task_id) is None:
                 self.claimed += 1
                 logger.info("took over video task %s from a dead worker", short(record.task_id))
-                job = self._job_of_record(record)
+                job = self._attach(record)
                 if self.on_claim is not None:
                     try:
                         self.on_claim(job)
@@ -587,7 +635,7 @@ class Client:
 
     async def unknown_submissions(self) -> list[JobRecord]:
         """Submissions whose outcome is unknown: they may or may not have been made."""
-        return [r for r in await self.store.unfinished() if r.state in (UNKNOWN, SUBMITTING)]
+        return list(await self.store.by_state(UNKNOWN, SUBMITTING))
 
     def _new_job(
         self, task_id: str, request: VideoRequest | None, via_listener: bool = False
@@ -609,7 +657,7 @@ class Client:
         existing = self.registry.get(task_id)
         if existing is not None:
             return existing
-        listening = expect_callback and (self.callbacks is not None or self.relay is not None)
+        listening = expect_callback and self._callbacks_reach_us(relayed=True)
         return self._track(self._new_job(task_id, None, listening), None)
 
     async def get_video_details(self, task_id: str) -> VideoDetails:
@@ -766,6 +814,10 @@ class Batch:
                 result = BatchResult(request, video=await job, job=job)
             except SunoMp4Error as exc:
                 result = BatchResult(request, error=exc, job=job)
+            except Exception as exc:  # a bug: it fails this item, never the whole batch
+                logger.exception("unexpected error in a batch item (%s)", short(request.key))
+                error = SunoMp4Error(f"unexpected {type(exc).__name__}: {exc}")
+                result = BatchResult(request, error=error, job=job)
             try:
                 await send.send(result)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -807,6 +859,22 @@ def _check_number(
         raise InvalidRequestError(
             f"{name} must be {'>' if exclusive else '>='} {minimum}, got {value!r}"
         )
+
+
+class _KeyTaken(Exception):
+    """Raised from the write-ahead when another process holds the key: nothing is sent."""
+
+    def __init__(self, holder: JobRecord) -> None:
+        self.holder = holder
+
+
+def _certainly_not_taken(exc: BaseException) -> bool:
+    """Whether a failed submit certainly did not create a job: an answer refusing it (401,
+    402, 422, 429, 455, ...) or a connection never made. A 5xx, a cut connection, a lost
+    answer or a cancellation while on the wire may have created one."""
+    if isinstance(exc, TransportError):
+        return not exc.sent
+    return isinstance(exc, APIError) and not isinstance(exc, ServerError)
 
 
 def _single(exc: BaseException) -> BaseException:

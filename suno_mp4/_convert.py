@@ -203,6 +203,7 @@ converter.register_unstructure_hook(
         audio_id=override(rename="audioId"),
         domain_name=override(rename="domainName", omit_if_default=True),
         author=override(omit_if_default=True),
+        idempotency_key=override(omit=True),  # ours, never sent
     ),
 )
 converter.register_structure_hook(
@@ -213,6 +214,7 @@ converter.register_structure_hook(
         task_id=override(rename="taskId"),
         audio_id=override(rename="audioId"),
         domain_name=override(rename="domainName"),
+        idempotency_key=override(rename="idempotencyKey"),
     ),
 )
 

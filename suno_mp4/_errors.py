@@ -28,6 +28,7 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "ServiceUnavailableError",
+    "SubmissionInDoubtError",
     "SunoMp4Error",
     "TransportError",
     "ValidationError",
@@ -196,6 +197,24 @@ class JobTimeoutError(SunoMp4Error, TimeoutError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.task_id, self.waited))
+
+
+class SubmissionInDoubtError(SunoMp4Error):
+    """A submit under this key was on the wire when its process died (or its answer was
+    lost): the API may or may not have taken — and billed — it. It is never re-sent by
+    itself: check, then delete the record (``store.delete(key)``) or give the request another
+    ``idempotency_key`` to submit it again deliberately."""
+
+    def __init__(self, key: str, message: str | None = None) -> None:
+        self.key = key
+        super().__init__(
+            message
+            or f"the submission under key {short(key)!r} is in doubt: it may have been "
+            "submitted (and billed) before a crash; it is not re-sent automatically"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.key, str(self)))
 
 
 class VideoExpiredError(SunoMp4Error):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -12,7 +14,7 @@ from typing import Any
 import attrs
 
 from ._errors import InvalidRequestError
-from ._untrusted import UntrustedDataError, check_id, short
+from ._untrusted import UntrustedDataError, check_id, is_utf8, short
 
 __all__ = [
     "RETENTION",
@@ -103,6 +105,8 @@ def _check_branding(name: str) -> Any:
             return
         if not isinstance(value, str):
             raise InvalidRequestError(f"{name} must be a string, got {type(value).__name__}")
+        if not is_utf8(value):
+            raise InvalidRequestError(f"{name} holds a lone surrogate: not text")
         if len(value) > MAX_BRANDING_CHARS:
             raise InvalidRequestError(
                 f"{name} is {len(value)} characters long; the API allows at most "
@@ -110,6 +114,16 @@ def _check_branding(name: str) -> Any:
             )
 
     return check
+
+
+def _check_key(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not value.strip() or len(value) > 200:
+        raise InvalidRequestError(
+            f"idempotency_key must be a non-empty string of at most 200 characters, got "
+            f"{short(value)!r}"
+        )
 
 
 def _empty_to_none(value: object) -> object:
@@ -134,6 +148,24 @@ class VideoRequest:
     domain_name: str | None = attrs.field(
         default=None, converter=_empty_to_none, validator=_check_branding("domain_name")
     )
+    #: Overrides the key derived from the content (see :attr:`key`): give another one to
+    #: ask deliberately for a second rendering of the same track and branding.
+    idempotency_key: str | None = attrs.field(
+        default=None, kw_only=True, validator=_check_key, eq=True
+    )
+
+    @property
+    def key(self) -> str:
+        """The idempotency key of this request: ``idempotency_key`` if given, else derived
+        from the content (track, branding), so the same request is never submitted twice
+        to one job store — and, with a durable one, never across runs or machines."""
+        if self.idempotency_key is not None:
+            return self.idempotency_key
+        content = json.dumps(
+            [self.task_id, self.audio_id, self.author, self.domain_name], ensure_ascii=False
+        )
+        digest = hashlib.sha256(content.encode("utf-8", "surrogatepass")).hexdigest()
+        return f"v1-{digest[:40]}"
 
 
 def _expiry(video: MusicVideo) -> datetime:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import enum
 import json
+import os
+import socket
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import anyio
 import attrs
@@ -17,34 +21,94 @@ import attrs
 from ._convert import converter
 from ._models import MusicVideo, VideoRequest
 
-__all__ = ["JobRecord", "JobStore", "LeasedJobStore", "MemoryJobStore", "SQLiteJobStore"]
+__all__ = [
+    "JobRecord",
+    "JobState",
+    "JobStore",
+    "LeasedJobStore",
+    "MemoryJobStore",
+    "SQLiteJobStore",
+]
 
-#: Write-ahead state: the POST may or may not have reached the server.
-SUBMITTING = "submitting"
-#: The server answered with a video task id.
-SUBMITTED = "submitted"
-DONE = "done"
-FAILED = "failed"
-#: The submit's outcome is unknown (crash or lost answer): it may have been submitted.
-UNKNOWN = "unknown"
+
+T = TypeVar("T")
+
+#: This process, as a record's ``owner``.
+PROCESS = f"{socket.gethostname()}/{os.getpid()}"
+
+
+class JobState(enum.StrEnum):
+    """Where a submission stands in a job store."""
+
+    #: Written just before the POST goes out (write-ahead): it may or may not have reached
+    #: the API. A record still in this state after its process died is in doubt.
+    SUBMITTING = "submitting"
+    #: The API answered with a video task id: the job is rendering (or done, unseen).
+    SUBMITTED = "submitted"
+    #: Finished with a video.
+    DONE = "done"
+    #: The API took the job and rendering failed (``VideoGenerationError``).
+    FAILED = "failed"
+    #: The API certainly did not take the job (401, 402, 4xx, maintenance, connection
+    #: refused): a later submit under the same key goes ahead.
+    REJECTED = "rejected"
+    #: In doubt: the process died (or the answer was lost) while the submit was on the wire.
+    #: Never re-sent by itself; see ``Client.unknown_submissions()``.
+    UNKNOWN = "unknown"
+
+    @property
+    def finished(self) -> bool:
+        """No more work will happen on it: ``DONE`` or ``FAILED``."""
+        return self in (JobState.DONE, JobState.FAILED)
+
+    @property
+    def in_doubt(self) -> bool:
+        """It may or may not have been billed: ``SUBMITTING`` or ``UNKNOWN``."""
+        return self in (JobState.SUBMITTING, JobState.UNKNOWN)
+
+
+# The states by their old names (before the enum).
+SUBMITTING = JobState.SUBMITTING
+SUBMITTED = JobState.SUBMITTED
+DONE = JobState.DONE
+FAILED = JobState.FAILED
+REJECTED = JobState.REJECTED
+UNKNOWN = JobState.UNKNOWN
 
 
 @attrs.frozen
 class JobRecord:
-    """What a store knows about one submission."""
+    """What a store knows about one submission, under its key (the request's key)."""
 
     key: str
     request: VideoRequest
-    state: str
+    state: JobState = attrs.field(converter=JobState)
     task_id: str | None = None
     via_listener: bool = False
     video: MusicVideo | None = None
     error: str | None = None
     updated_at: float = attrs.field(factory=time.time)
+    #: ``host/pid`` of the process that wrote it (for a ``submitting`` record: whether its
+    #: submit can still be on the wire).
+    owner: str | None = attrs.field(factory=lambda: PROCESS)
 
     @property
     def finished(self) -> bool:
-        return self.state in (DONE, FAILED)
+        return self.state.finished
+
+    def writer_is_gone(self) -> bool:
+        """Whether the process that wrote this record is known to have ended (it ran on this
+        machine and its pid is gone). ``False`` when that cannot be known."""
+        host, _, pid = (self.owner or "").rpartition("/")
+        if host != socket.gethostname() or not pid.isdigit():
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except OSError:  # exists, but not ours to signal
+            return False
+        return False
 
 
 def new_key() -> str:
@@ -52,7 +116,17 @@ def new_key() -> str:
 
 
 #: A record's fields, in the order the SQLite table has them.
-_FIELDS = ("key", "task_id", "state", "request", "via_listener", "video", "error", "updated_at")
+_FIELDS = (
+    "key",
+    "task_id",
+    "state",
+    "request",
+    "via_listener",
+    "video",
+    "error",
+    "updated_at",
+    "owner",
+)
 
 
 def _plain(record: JobRecord) -> dict[str, Any]:
@@ -60,13 +134,21 @@ def _plain(record: JobRecord) -> dict[str, Any]:
     return {
         "key": record.key,
         "task_id": record.task_id,
-        "state": record.state,
-        "request": converter.unstructure(record.request),
+        "state": record.state.value,
+        "request": _request_plain(record.request),
         "via_listener": record.via_listener,
         "video": converter.unstructure(record.video) if record.video else None,
         "error": record.error,
         "updated_at": record.updated_at,
+        "owner": record.owner,
     }
+
+
+def _request_plain(request: VideoRequest) -> dict[str, Any]:
+    plain: dict[str, Any] = converter.unstructure(request)
+    if request.idempotency_key is not None:
+        plain["idempotencyKey"] = request.idempotency_key
+    return plain
 
 
 def _from_plain(data: dict[str, Any]) -> JobRecord:
@@ -79,6 +161,7 @@ def _from_plain(data: dict[str, Any]) -> JobRecord:
         video=converter.structure(data["video"], MusicVideo) if data.get("video") else None,
         error=data.get("error"),
         updated_at=float(data.get("updated_at") or 0.0),
+        owner=data.get("owner"),
     )
 
 
@@ -92,23 +175,36 @@ def record_from_json(text: str | bytes) -> JobRecord:
 
 @runtime_checkable
 class JobStore(Protocol):
-    """Where a client records its jobs so a restarted process can resume them.
+    """Where a client records its submissions, so that none is paid for twice and a
+    restarted process can resume them.
 
-    The client calls ``save`` with ``state="submitting"`` *before* each POST, again with the
-    video task id the moment the answer arrives (before ``create_video`` returns), and with
-    the result when the job finishes. Implementations must make each ``save`` durable before
-    returning.
+    The client calls ``insert`` with a ``submitting`` record just *before* each POST (the
+    write-ahead, and the atomic claim on the request's key), ``save`` with the video task id
+    the moment the answer arrives (before ``create_video`` returns), and ``save`` with the
+    result when the job finishes. Implementations make each write durable before returning.
     """
 
-    async def save(self, record: JobRecord) -> None: ...
+    async def insert(self, record: JobRecord) -> JobRecord | None:
+        """Save ``record`` unless another record holds its key; atomically, also against
+        other processes sharing the store. A ``rejected`` record does not hold its key.
+        Returns ``None`` when saved, else the record that holds the key."""
+        ...
+
+    async def save(self, record: JobRecord) -> None:
+        """Save ``record`` under its key, replacing what was there."""
+        ...
 
     async def get(self, key: str) -> JobRecord | None: ...
 
-    async def find_task(self, task_id: str) -> JobRecord | None: ...
+    async def delete(self, key: str) -> None:
+        """Forget the record under ``key`` (a later submit under that key goes ahead)."""
+        ...
+
+    async def by_state(self, *states: JobState) -> Sequence[JobRecord]:
+        """The records in any of ``states`` (all of them without arguments), oldest first."""
+        ...
 
     async def unfinished(self) -> Sequence[JobRecord]: ...
-
-    async def all(self) -> Sequence[JobRecord]: ...
 
     async def aclose(self) -> None: ...
 
@@ -135,41 +231,53 @@ class LeasedJobStore(JobStore, Protocol):
 
 
 class MemoryJobStore:
-    """The default store: a dict, gone with the process. Finished records are dropped at
-    once (nothing can resume them), so a long-running process does not grow with it."""
+    """The default store: a dict, gone with the process. Within the process an identical
+    request is still never submitted twice: finished records are kept too, up to
+    ``max_finished`` of them (the oldest are dropped first), so a long-running process does
+    not grow without bound."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_finished: int = 100_000) -> None:
         self._records: dict[str, JobRecord] = {}
-        self._by_task: dict[str, str] = {}
+        self._finished: OrderedDict[str, None] = OrderedDict()
+        self._max_finished = max_finished
+
+    async def insert(self, record: JobRecord) -> JobRecord | None:
+        existing = self._records.get(record.key)  # no await before the write: atomic
+        if existing is not None and existing.state is not JobState.REJECTED:
+            return existing
+        await self.save(record)
+        return None
 
     async def save(self, record: JobRecord) -> None:
-        if record.finished:
-            self._records.pop(record.key, None)
-            if record.task_id:
-                self._by_task.pop(record.task_id, None)
-            return
         self._records[record.key] = record
-        if record.task_id:
-            self._by_task[record.task_id] = record.key
-
-    def forget(self, key: str) -> None:
-        """Drop a record that nobody in this process can resume (its job timed out)."""
-        record = self._records.pop(key, None)
-        if record is not None and record.task_id:
-            self._by_task.pop(record.task_id, None)
+        if record.finished:
+            self._finished[record.key] = None
+            self._finished.move_to_end(record.key)
+            while len(self._finished) > self._max_finished:
+                old, _ = self._finished.popitem(last=False)
+                self._records.pop(old, None)
+        else:
+            self._finished.pop(record.key, None)
 
     async def get(self, key: str) -> JobRecord | None:
         return self._records.get(key)
 
+    async def delete(self, key: str) -> None:
+        self._records.pop(key, None)
+        self._finished.pop(key, None)
+
     async def find_task(self, task_id: str) -> JobRecord | None:
-        key = self._by_task.get(task_id)
-        return self._records.get(key) if key else None
+        return next((r for r in self._records.values() if r.task_id == task_id), None)
+
+    async def by_state(self, *states: JobState) -> Sequence[JobRecord]:
+        records = [r for r in self._records.values() if not states or r.state in states]
+        return sorted(records, key=lambda r: r.updated_at)
 
     async def unfinished(self) -> Sequence[JobRecord]:
-        return [r for r in self._records.values() if not r.finished]
+        return [r for r in self._records.values() if not r.finished and r.state is not REJECTED]
 
     async def all(self) -> Sequence[JobRecord]:
-        return list(self._records.values())
+        return await self.by_state()
 
     async def aclose(self) -> None:
         pass
@@ -184,7 +292,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     via_listener INTEGER NOT NULL DEFAULT 0,
     video TEXT,
     error TEXT,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    owner TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_task ON jobs(task_id);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
@@ -207,19 +316,28 @@ class SQLiteJobStore:
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.executescript(_SCHEMA)
+            # Several processes may share the file: wait for a lock (never fail at once).
+            conn = sqlite3.connect(
+                self.path, check_same_thread=False, isolation_level=None, timeout=30
+            )
+            try:
+                _retry_busy(lambda: _set_up(conn))
+            except BaseException:
+                conn.close()
+                raise
             self._conn = conn
         return self._conn
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         def call() -> Any:
             with self._lock:
-                return fn(self._connect(), *args)
+                return _retry_busy(lambda: fn(self._connect(), *args))
 
         return await anyio.to_thread.run_sync(call, limiter=self._limiter)
+
+    async def insert(self, record: JobRecord) -> JobRecord | None:
+        existing: JobRecord | None = await self._run(_insert, record)
+        return existing
 
     async def save(self, record: JobRecord) -> None:
         await self._run(_save, record)
@@ -228,12 +346,34 @@ class SQLiteJobStore:
         rows = await self._run(_select, "key = ?", (key,))
         return rows[0] if rows else None
 
+    async def get_many(self, keys: Sequence[str]) -> dict[str, JobRecord]:
+        """The records under ``keys`` (those that exist), in one trip to the database."""
+        found: dict[str, JobRecord] = {}
+        for i in range(0, len(keys), 500):  # SQLite's limit on bound parameters
+            chunk = list(keys[i : i + 500])
+            where = f"key IN ({', '.join('?' * len(chunk))})"
+            for record in await self._run(_select, where, tuple(chunk)):
+                found[record.key] = record
+        return found
+
+    async def delete(self, key: str) -> None:
+        await self._run(_delete, key)
+
+    async def by_state(self, *states: JobState) -> Sequence[JobRecord]:
+        if not states:
+            return await self.all()
+        where = f"state IN ({', '.join('?' * len(states))})"
+        rows: list[JobRecord] = await self._run(_select, where, tuple(s.value for s in states))
+        return rows
+
     async def find_task(self, task_id: str) -> JobRecord | None:
         rows = await self._run(_select, "task_id = ?", (task_id,))
         return rows[-1] if rows else None
 
     async def unfinished(self) -> Sequence[JobRecord]:
-        rows: list[JobRecord] = await self._run(_select, "state NOT IN ('done', 'failed')", ())
+        rows: list[JobRecord] = await self._run(
+            _select, "state NOT IN ('done', 'failed', 'rejected')", ()
+        )
         return rows
 
     async def all(self) -> Sequence[JobRecord]:
@@ -250,13 +390,55 @@ class SQLiteJobStore:
         await anyio.to_thread.run_sync(close)
 
 
+def _set_up(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.executescript(_SCHEMA)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+    if "owner" not in columns:  # a store written by an earlier version
+        conn.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
+
+
+def _retry_busy(fn: Callable[[], T], *, seconds: float = 30.0) -> T:
+    """``fn()``, again while another connection is setting the file up: SQLite answers
+    "database is locked" at once there (WAL recovery, schema creation), without waiting
+    for the busy timeout."""
+    deadline = time.monotonic() + seconds
+    delay = 0.01
+    while True:
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)  # on the store's worker thread, never the event loop
+        delay = min(0.5, delay * 2)
+
+
+_UPDATE = ", ".join(f"{name}=excluded.{name}" for name in _FIELDS if name != "key")
+
+
+def _insert(conn: sqlite3.Connection, record: JobRecord) -> JobRecord | None:
+    # One statement: another process sharing the file cannot slip in between.
+    cursor = conn.execute(
+        f"INSERT INTO jobs ({', '.join(_FIELDS)}) VALUES ({', '.join('?' * len(_FIELDS))})"
+        f" ON CONFLICT(key) DO UPDATE SET {_UPDATE} WHERE jobs.state = 'rejected'",
+        _row(record),
+    )
+    if cursor.rowcount == 1:
+        return None
+    rows = _select(conn, "key = ?", (record.key,))
+    return rows[0] if rows else None
+
+
+def _delete(conn: sqlite3.Connection, key: str) -> None:
+    conn.execute("DELETE FROM jobs WHERE key = ?", (key,))
+
+
 def _save(conn: sqlite3.Connection, record: JobRecord) -> None:
     conn.execute(
-        "INSERT INTO jobs (key, task_id, state, request, via_listener, video, error, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT(key) DO UPDATE SET task_id=excluded.task_id, state=excluded.state,"
-        " via_listener=excluded.via_listener, video=excluded.video, error=excluded.error,"
-        " updated_at=excluded.updated_at",
+        f"INSERT INTO jobs ({', '.join(_FIELDS)}) VALUES ({', '.join('?' * len(_FIELDS))})"
+        f" ON CONFLICT(key) DO UPDATE SET {_UPDATE}",
         _row(record),
     )
 

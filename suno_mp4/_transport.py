@@ -88,6 +88,7 @@ class Transport:
         }
         self.retry = retry
         self.limiter = limiter
+        self._timeout_s = timeout
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._codes = codes
         self._rng = rng or random.Random()
@@ -120,10 +121,21 @@ class Transport:
                 PRIORITY_SUBMIT if kind == "submit" else PRIORITY_POLL
             )
             try:
-                if before_send is not None:
-                    await before_send()
-                    before_send = None
-                data = await self._send_once(method, path, json_body, params, task_id, kind)
+                if kind == "submit":
+                    # Once a submit is recorded and on the wire it finishes (at most the
+                    # request timeout), so its answer is recorded too: cancelling it
+                    # half-way would turn a known job into one in doubt. Queued submits
+                    # (waiting for a permit above) stop at once.
+                    with anyio.CancelScope(shield=True) as wire:
+                        wire.deadline = anyio.current_time() + self._timeout_s + 5
+                        if before_send is not None:
+                            await before_send()
+                            before_send = None
+                        data = await self._send_once(method, path, json_body, params, task_id, kind)
+                    if wire.cancelled_caught:
+                        raise TransportError(f"submit to {path} timed out", endpoint=path)
+                else:
+                    data = await self._send_once(method, path, json_body, params, task_id, kind)
             except RateLimitError as exc:
                 permit.release(ok=False)
                 now = anyio.current_time()

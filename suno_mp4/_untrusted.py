@@ -194,12 +194,26 @@ def check_url(value: object, *, what: str = "URL") -> str:
     return value
 
 
+def is_utf8(text: str) -> bool:
+    """False for a string no UTF-8 file or database can hold (a lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_id(value: object, *, what: str = "task id") -> str:
     """``value`` if it is a usable id: a non-empty string of at most 256 printable
     characters without spaces; raises :class:`UntrustedDataError` otherwise."""
     if not isinstance(value, str) or not value:
         raise UntrustedDataError(f"{what} must be a non-empty string, got {short(value)!r}")
-    if len(value) > MAX_ID_CHARS or _CONTROL.search(value) or re.search(r"\s", value):
+    if (
+        len(value) > MAX_ID_CHARS
+        or _CONTROL.search(value)
+        or re.search(r"\s", value)
+        or not is_utf8(value)
+    ):
         raise UntrustedDataError(
             f"{what} must be at most {MAX_ID_CHARS} printable characters without spaces, "
             f"got {short(value)!r}"

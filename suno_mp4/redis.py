@@ -46,7 +46,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 from ._callbacks import parse_callback
 from ._errors import InvalidRequestError, TransportError
 from ._policies import RateLimit
-from ._store import JobRecord, record_from_json, record_to_json
+from ._store import JobRecord, JobState, record_from_json, record_to_json
 
 if TYPE_CHECKING:
     from ._jobs import JobRegistry
@@ -374,6 +374,18 @@ return moved
 """
 
 
+#: KEYS: the record, our keys, our unfinished keys. ARGV: the record's key, its JSON.
+#: Saves the record unless one that is not "rejected" holds the key; returns that one.
+_INSERT = """
+local existing = redis.call('GET', KEYS[1])
+if existing and cjson.decode(existing)['state'] ~= 'rejected' then return existing end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[1])
+return false
+"""
+
+
 @contextlib.contextmanager
 def _store_errors(what: str) -> Iterator[None]:
     try:
@@ -422,6 +434,7 @@ class RedisJobStore:
         self._prefix = f"{_prefix(namespace)}:jobs"
         self._lease = lease
         self._claim = redis.register_script(_CLAIM)
+        self._insert = redis.register_script(_INSERT)
 
     def __repr__(self) -> str:
         return f"<RedisJobStore {self._prefix} worker {self._worker_id}>"
@@ -441,6 +454,31 @@ class RedisJobStore:
     def _workers(self) -> str:
         return f"{self._prefix}:workers"
 
+    async def insert(self, record: JobRecord) -> JobRecord | None:
+        """Atomic across every worker: of many inserting one key, exactly one saves."""
+        me = self._worker_id
+        keys = [self._key("record", record.key), self._key("keys", me)]
+        keys.append(self._key("unfinished", me))
+        with _store_errors("insert"):
+            existing = await self._insert(keys=keys, args=[record.key, record_to_json(record)])
+        return record_from_json(existing) if existing else None
+
+    async def delete(self, key: str) -> None:
+        with _store_errors("delete"):
+            record = await self.get(key)
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self._key("record", key))
+                if record is not None and record.task_id:
+                    pipe.delete(self._key("task", record.task_id))
+                pipe.srem(self._key("keys", self._worker_id), key)
+                pipe.srem(self._key("unfinished", self._worker_id), key)
+                await pipe.execute()
+
+    async def by_state(self, *states: JobState) -> Sequence[JobRecord]:
+        """This worker's records in any of ``states`` (all without arguments)."""
+        records = await self.all()
+        return [r for r in records if not states or r.state in states]
+
     async def save(self, record: JobRecord) -> None:
         me = self._worker_id
         ttl = self._finished_ttl if record.finished else None
@@ -450,7 +488,7 @@ class RedisJobStore:
                 if record.task_id:
                     pipe.set(self._key("task", record.task_id), record.key, ex=ttl)
                 pipe.sadd(self._key("keys", me), record.key)
-                if record.finished:
+                if record.finished or record.state is JobState.REJECTED:
                     pipe.srem(self._key("unfinished", me), record.key)
                 else:
                     pipe.sadd(self._key("unfinished", me), record.key)

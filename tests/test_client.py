@@ -29,6 +29,7 @@ from suno_mp4 import (
     TransportError,
     ValidationError,
     VideoGenerationError,
+    VideoRequest,
 )
 from suno_mp4._client import GENERATE, NO_CALLBACK_URL
 from suno_mp4._errors import error_for_code
@@ -242,12 +243,15 @@ async def test_server_side_validation_raises_validation_error(client: Client) ->
         await client.transport.call("POST", GENERATE, kind="submit", json_body=body)
 
 
-async def test_duplicate_video_raises_conflict_when_the_server_models_it() -> None:
+async def test_an_identical_request_is_not_sent_again_a_deliberate_second_one_is() -> None:
     async with Sandbox(render_time=0.1, conflict_on_duplicate=True) as sb, _client(sb) as client:
         track = sb.add_track()
-        await client.create_video(*track)
-        with pytest.raises(ConflictError):
-            await client.create_video(*track)
+        first = await client.create_video(*track)
+        assert await client.create_video(*track) is first  # same content, same key
+        assert sb.stats.submits_accepted == 1
+        again = VideoRequest(*track, idempotency_key="second take")
+        with pytest.raises(ConflictError):  # sent: this server refuses duplicates
+            await client.submit(again)
 
 
 async def test_maintenance_raises_service_unavailable_after_retries(
