@@ -9,7 +9,7 @@ import shlex
 import signal
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -184,19 +184,16 @@ async def _import_manifest(store: SQLiteJobStore, manifest: Path) -> None:
         await store.insert(record)
 
 
-async def _requests(
-    file: Path, store: SQLiteJobStore, *, retry_failed: bool, resubmit_in_doubt: bool
-) -> AsyncIterator[VideoRequest]:
-    """The file's requests, streamed; the explicit flags free the keys they name."""
-    for row in _valid_rows(file):
-        if retry_failed or resubmit_in_doubt:
-            record = await store.get(row.request.key)
-            if record is not None and (
-                (retry_failed and record.state is JobState.FAILED)
-                or (resubmit_in_doubt and record.state.in_doubt)
-            ):
-                await store.delete(record.key)
-        yield row.request
+async def _free(store: SQLiteJobStore, *, retry_failed: bool, resubmit_in_doubt: bool) -> int:
+    """The explicit flags: forget the folder's failed (or in-doubt) records, so their rows
+    are submitted again. Returns how many."""
+    states = [JobState.FAILED] if retry_failed else []
+    if resubmit_in_doubt:
+        states += [JobState.SUBMITTING, JobState.UNKNOWN]
+    freed = await store.by_state(*states) if states else []
+    for record in freed:
+        await store.delete(record.key)
+    return len(freed)
 
 
 async def _export(file: Path, store: SQLiteJobStore, out_dir: Path, manifest: Path) -> None:
@@ -228,7 +225,7 @@ def _manifest_line(row: Row, record: JobRecord | None, out_dir: Path) -> Manifes
         return ManifestRecord.for_row(row)
     path = None
     if record.task_id:
-        target = video_path(out_dir, record.task_id)
+        target = out_dir / safe_name(record.task_id, suffix=".mp4")  # as video_path names it
         path = str(target) if target.exists() else None
     return ManifestRecord.for_row(
         row,
@@ -255,9 +252,8 @@ async def run_batch(
 ) -> None:
     """Submit every row through ``client.create_videos`` (keyed, write-ahead, so a row the
     store knows is never billed again), download each video, count what happened."""
-    requests = _requests(
-        file, store, retry_failed=retry_failed, resubmit_in_doubt=resubmit_in_doubt
-    )
+    await _free(store, retry_failed=retry_failed, resubmit_in_doubt=resubmit_in_doubt)
+    requests = (row.request for row in _valid_rows(file))  # streamed, never held
     downloads = anyio.Semaphore(min(max_in_flight, 8))
 
     async def fetch(video: MusicVideo, request: VideoRequest, skipped: bool) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 import os
 import random
@@ -575,6 +576,15 @@ class Client:
             elif record.state == SUBMITTING:
                 await self._mark_unknown(record, "was interrupted")
 
+    async def _finished_records_of(self, requests: list[VideoRequest]) -> dict[str, JobRecord]:
+        """The finished records under the requests' keys, when the store can look many up
+        at once (``get_many``); others are looked up by ``submit`` one by one."""
+        get_many = getattr(self.store, "get_many", None)
+        if get_many is None or len(requests) < 2:
+            return {}
+        found: dict[str, JobRecord] = await get_many([r.key for r in requests])
+        return {key: r for key, r in found.items() if r.finished and r.task_id}
+
     async def _finished_records(self) -> list[JobRecord]:
         return [r for r in await self.store.by_state(DONE, FAILED) if r.task_id]
 
@@ -797,20 +807,28 @@ class Batch:
             task_status.started()
             slots = anyio.Semaphore(self._max)
             async with anyio.create_task_group() as tg:
-                async for request in _aiter(self._requests):
-                    await slots.acquire()
-                    tg.start_soon(self._one, request, slots, send)
+                async for chunk in _chunks(self._requests):
+                    # One store look-up for a chunk: a re-run of a long batch finds most
+                    # rows finished without a trip per row.
+                    known = await self._client._finished_records_of(chunk)
+                    for request in chunk:
+                        await slots.acquire()
+                        tg.start_soon(self._one, request, slots, send, known.get(request.key))
 
     async def _one(
         self,
         request: VideoRequest,
         slots: anyio.Semaphore,
         send: MemoryObjectSendStream[BatchResult],
+        finished: JobRecord | None,
     ) -> None:
         job: VideoJob | None = None
         try:
             try:
-                job = await self._client.submit(request)
+                if finished is not None:
+                    job = self._client._from_store(finished)
+                else:
+                    job = await self._client.submit(request)
                 result = BatchResult(request, video=await job, job=job)
             except SunoMp4Error as exc:
                 result = BatchResult(request, error=exc, job=job)
@@ -889,12 +907,15 @@ def _is_loopback(url: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
-async def _aiter(
-    items: Iterable[VideoRequest] | AsyncIterable[VideoRequest],
-) -> AsyncIterator[VideoRequest]:
+async def _chunks(
+    items: Iterable[VideoRequest] | AsyncIterable[VideoRequest], size: int = 256
+) -> AsyncIterator[list[VideoRequest]]:
+    """``items`` in lists: up to ``size`` of an iterable (they are at hand), one at a time
+    of an async iterable (waiting for more would hold back the ones already there)."""
     if isinstance(items, AsyncIterable):
         async for item in items:
-            yield item
+            yield [item]
     else:
-        for item in items:
-            yield item
+        iterator = iter(items)
+        while chunk := list(itertools.islice(iterator, size)):
+            yield chunk

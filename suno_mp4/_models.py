@@ -154,18 +154,24 @@ class VideoRequest:
         default=None, kw_only=True, validator=_check_key, eq=True
     )
 
+    _key: str = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.idempotency_key is not None:
+            key = self.idempotency_key
+        else:
+            content = json.dumps(
+                [self.task_id, self.audio_id, self.author, self.domain_name], ensure_ascii=False
+            )
+            key = f"v1-{hashlib.sha256(content.encode('utf-8')).hexdigest()[:40]}"
+        object.__setattr__(self, "_key", key)
+
     @property
     def key(self) -> str:
         """The idempotency key of this request: ``idempotency_key`` if given, else derived
         from the content (track, branding), so the same request is never submitted twice
         to one job store — and, with a durable one, never across runs or machines."""
-        if self.idempotency_key is not None:
-            return self.idempotency_key
-        content = json.dumps(
-            [self.task_id, self.audio_id, self.author, self.domain_name], ensure_ascii=False
-        )
-        digest = hashlib.sha256(content.encode("utf-8", "surrogatepass")).hexdigest()
-        return f"v1-{digest[:40]}"
+        return self._key
 
 
 def _expiry(video: MusicVideo) -> datetime:
