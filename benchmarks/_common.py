@@ -14,12 +14,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
-
-from suno_mp4.sandbox._redis import stop_process
+from suno_mp4_sandbox._redis import stop_process
 
 
 class SandboxProcess:
-    """``python -m suno_mp4.sandbox`` in a child process, so the client's CPU is its own."""
+    """``python -m suno_mp4_sandbox`` in a child process, so the client's CPU is its own."""
 
     def __init__(self, proc: subprocess.Popen[str], base_url: str, api_key: str) -> None:
         self.proc = proc
@@ -60,7 +59,7 @@ class SandboxProcess:
 
 @contextmanager
 def sandbox_process(*args: str) -> Iterator[SandboxProcess]:
-    cmd = [sys.executable, "-m", "suno_mp4.sandbox", "--port", "0", *args]
+    cmd = [sys.executable, "-m", "suno_mp4_sandbox", "--port", "0", *args]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     try:

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-
-from suno_mp4.sandbox import RenderJob
-from suno_mp4.sandbox._probe import ffmpeg_exe, probe
-from suno_mp4.sandbox._render import FfmpegRenderer, build_ffmpeg_command
-from suno_mp4.sandbox._synth import synth_demo_track
+from suno_mp4_sandbox import RenderJob
+from suno_mp4_sandbox._probe import ffmpeg_exe, probe
+from suno_mp4_sandbox._render import FfmpegRenderer, build_ffmpeg_command
+from suno_mp4_sandbox._synth import synth_demo_track
 
 from ._common import table
 

@@ -33,6 +33,7 @@ from typing import Any
 import aiohttp
 import anyio
 from redis.asyncio import Redis
+from suno_mp4_sandbox import redis_server
 
 from suno_mp4 import (
     CallbackListener,
@@ -44,7 +45,6 @@ from suno_mp4 import (
     VideoJob,
 )
 from suno_mp4.redis import RedisCallbackRelay, RedisJobStore, RedisRateLimit
-from suno_mp4.sandbox import redis_server
 
 from ._common import median, pct, sandbox_process, table
 

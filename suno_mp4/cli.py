@@ -76,7 +76,7 @@ async def run_demo(out_dir: Path, *, render: bool | None = None) -> dict[str, An
         "expires_at": video.expires_at.isoformat(),
     }
     try:
-        from .sandbox._probe import probe
+        from suno_mp4_sandbox._probe import probe
 
         media = probe(path)
         info["duration_s"] = round(media.duration, 2)

@@ -72,9 +72,9 @@ def _emit(data: dict[str, Any]) -> None:
 
 async def _victim(args: argparse.Namespace, errors: _ErrorCounter) -> None:
     import anyio
+    from suno_mp4_sandbox import Sandbox
 
     from suno_mp4 import CallbackListener, Client, PollPolicy, RetryPolicy
-    from suno_mp4.sandbox import Sandbox
 
     guard: dict[str, Any] = {}
     if args.max_connections is not None:

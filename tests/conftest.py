@@ -12,12 +12,33 @@ import pytest
 # Subprocesses (the CLI, the sandbox command) inherit this.
 os.environ.setdefault("SUNO_MP4_SANDBOX_RENDER", "0")
 
+from suno_mp4_sandbox import Sandbox
+
 from suno_mp4 import Client, PollPolicy, RetryPolicy
-from suno_mp4.sandbox import Sandbox
 
 #: Quick polling for tests: renders take a fraction of a second in the sandbox.
 FAST_POLL = PollPolicy(initial_delay=0.05, max_interval=0.3, factor=1.5, max_wait=60)
 FAST_RETRY = RetryPolicy(attempts=4, initial_backoff=0.01, max_backoff=0.05)
+
+
+#: Tests that start a redis-server. Without one (and outside CI, which installs it) they
+#: are skipped, so a developer without root can run the rest.
+_NEEDS_REDIS = ("test_redis.py", "test_scaleout.py", "[redis]", "many_workers.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    import shutil
+
+    if (
+        shutil.which("redis-server")
+        or os.environ.get("SUNO_MP4_REDIS_SERVER")
+        or os.environ.get("CI")
+    ):
+        return
+    skip = pytest.mark.skip(reason="no redis-server: sudo apt-get install redis-server")
+    for item in items:
+        if any(part in item.nodeid for part in _NEEDS_REDIS):
+            item.add_marker(skip)
 
 
 @pytest.fixture

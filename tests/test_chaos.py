@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 import pytest
+from suno_mp4_sandbox import Faults, Sandbox
 
 from suno_mp4 import (
     CallbackListener,
@@ -22,7 +23,6 @@ from suno_mp4 import (
     TransportError,
     VideoJob,
 )
-from suno_mp4.sandbox import Faults, Sandbox
 
 pytestmark = pytest.mark.anyio
 

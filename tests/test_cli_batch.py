@@ -13,8 +13,7 @@ from pathlib import Path
 import anyio
 import pytest
 from anyio.streams.text import TextReceiveStream
-
-from suno_mp4.sandbox import Sandbox
+from suno_mp4_sandbox import Sandbox
 
 pytestmark = pytest.mark.anyio
 

@@ -6,6 +6,7 @@ import os
 
 import anyio
 import pytest
+from suno_mp4_sandbox import Sandbox
 
 from suno_mp4 import (
     ALT_RESELLER_CODES,
@@ -33,7 +34,6 @@ from suno_mp4 import (
 )
 from suno_mp4._client import GENERATE, NO_CALLBACK_URL
 from suno_mp4._errors import error_for_code
-from suno_mp4.sandbox import Sandbox
 
 from .conftest import FAST_POLL, FAST_RETRY
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import anyio
 import pytest
+from suno_mp4_sandbox import Sandbox
 
 from suno_mp4 import JobState, SQLiteJobStore
-from suno_mp4.sandbox import Sandbox
 
 pytestmark = pytest.mark.anyio
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import anyio
 import pytest
+from suno_mp4_sandbox import PlaceholderRenderer, Sandbox
 
 from suno_mp4 import Client, InvalidRequestError, MusicVideo, VideoExpiredError
-from suno_mp4.sandbox import PlaceholderRenderer, Sandbox
 
 from .conftest import FAST_POLL, FAST_RETRY
 

@@ -71,16 +71,16 @@ async def _cli(server: Hostile, *args: str) -> tuple[int, str, str]:
 # 1. Path traversal: names and paths are made by the SDK.
 
 
-#: A fresh name each run, so a file left by a vulnerable version cannot make this pass or fail.
+#: A fresh name each run (filled in by each test, so test ids stay stable), so that a file
+#: left by a vulnerable version cannot make these pass or fail.
 _ESCAPED = f"suno-mp4-escaped-{uuid.uuid4().hex[:12]}"
 
 
-@pytest.mark.parametrize(
-    "task_id", [f"../../{_ESCAPED}", f"/tmp/{_ESCAPED}", "..", "a/../../b", "CON"]
-)
+@pytest.mark.parametrize("task_id", ["../../{name}", "/tmp/{name}", "..", "a/../../b", "CON"])
 async def test_batch_keeps_every_video_inside_out_dir_whatever_the_task_id(
     server: Hostile, tmp_path: Path, task_id: str
 ) -> None:
+    task_id = task_id.format(name=_ESCAPED)
     server.submit = lambda _req: envelope({"taskId": task_id})
     server.details[task_id] = lambda _req: success(task_id, server.video_url("clip.mp4"))
     source = tmp_path / "rows.jsonl"
@@ -109,11 +109,12 @@ async def test_a_nul_in_a_task_id_fails_that_row_and_the_rerun_does_not_crash(
 
 @pytest.mark.parametrize(
     "segment",
-    [f"..%2F..%2F{_ESCAPED}.mp4", f"%2Ftmp%2F{_ESCAPED}.mp4", "x%00y.mp4", "..%5C..%5Cz"],
+    ["..%2F..%2F{name}.mp4", "%2Ftmp%2F{name}.mp4", "x%00y.mp4", "..%5C..%5Cz"],
 )
 async def test_download_into_a_folder_never_leaves_it(
     server: Hostile, tmp_path: Path, segment: str
 ) -> None:
+    segment = segment.format(name=_ESCAPED)
     folder = tmp_path / "a" / "b"
     folder.mkdir(parents=True)
     victim = tmp_path / f"{_ESCAPED}.mp4"

@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 import attrs
 import pytest
+from suno_mp4_sandbox import Sandbox
 
 from suno_mp4 import (
     AuthenticationError,
@@ -24,7 +25,6 @@ from suno_mp4 import (
     SubmissionInDoubtError,
     VideoRequest,
 )
-from suno_mp4.sandbox import Sandbox
 
 from .conftest import FAST_POLL, FAST_RETRY
 
@@ -62,9 +62,9 @@ async def stores(
             await store.aclose()
     else:
         from redis.asyncio import Redis
+        from suno_mp4_sandbox import redis_server
 
         from suno_mp4.redis import RedisJobStore
-        from suno_mp4.sandbox import redis_server
 
         with redis_server() as server:
             redis = Redis.from_url(server.url)

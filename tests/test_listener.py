@@ -11,10 +11,10 @@ import aiohttp
 import anyio
 import pytest
 from aiohttp import web
+from suno_mp4_sandbox import Faults, Sandbox
 
 from suno_mp4 import CallbackListener, Client, PollPolicy, VideoGenerationError
 from suno_mp4._callbacks import sign
-from suno_mp4.sandbox import Faults, Sandbox
 
 from .conftest import FAST_RETRY
 

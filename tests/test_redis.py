@@ -9,6 +9,7 @@ import aiohttp
 import anyio
 import pytest
 from redis.asyncio import Redis
+from suno_mp4_sandbox import RedisServer, Sandbox, redis_server
 
 from suno_mp4 import (
     CallbackListener,
@@ -20,7 +21,6 @@ from suno_mp4 import (
 )
 from suno_mp4._store import SUBMITTED, SUBMITTING, UNKNOWN, JobRecord
 from suno_mp4.redis import RedisCallbackRelay, RedisJobStore, RedisRateLimit
-from suno_mp4.sandbox import RedisServer, Sandbox, redis_server
 
 from .conftest import FAST_POLL, FAST_RETRY
 

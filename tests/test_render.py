@@ -18,9 +18,8 @@ import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from suno_mp4.sandbox._probe import ffmpeg_exe, frame_rgb, moov_before_mdat, probe
-from suno_mp4.sandbox._render import (
+from suno_mp4_sandbox._probe import ffmpeg_exe, frame_rgb, moov_before_mdat, probe
+from suno_mp4_sandbox._render import (
     FfmpegRenderer,
     RenderFailed,
     RenderJob,
@@ -32,7 +31,7 @@ from suno_mp4.sandbox._render import (
     clean_text,
     ffmpeg_available,
 )
-from suno_mp4.sandbox._synth import synth_demo_track
+from suno_mp4_sandbox._synth import synth_demo_track
 
 pytestmark = [
     pytest.mark.anyio,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import anyio
 import pytest
+from suno_mp4_sandbox import Faults, Sandbox
 
 from suno_mp4 import (
     BatchResult,
@@ -16,7 +17,6 @@ from suno_mp4 import (
     VideoRequest,
     as_completed,
 )
-from suno_mp4.sandbox import Faults, Sandbox
 
 from .conftest import FAST_POLL, FAST_RETRY
 

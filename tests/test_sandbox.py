@@ -21,8 +21,7 @@ import attrs
 import pytest
 from aiohttp import web
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-
-from suno_mp4.sandbox import (
+from suno_mp4_sandbox import (
     Faults,
     PlaceholderRenderer,
     RenderFailed,
@@ -726,7 +725,7 @@ def test_arg_parser_reads_ranges_rate_limits_and_faults() -> None:
 
 
 async def test_module_entry_point_serves_until_sigterm(session: aiohttp.ClientSession) -> None:
-    command = [sys.executable, "-m", "suno_mp4.sandbox", "--port", "0", "--seed", "1"]
+    command = [sys.executable, "-m", "suno_mp4_sandbox", "--port", "0", "--seed", "1"]
     with anyio.fail_after(15):
         async with await anyio.open_process(command, stdout=subprocess.PIPE) as proc:
             assert proc.stdout is not None

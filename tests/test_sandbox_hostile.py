@@ -17,8 +17,7 @@ import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from suno_mp4.sandbox import Faults, PlaceholderRenderer, RenderFailed, RenderJob, Sandbox
+from suno_mp4_sandbox import Faults, PlaceholderRenderer, RenderFailed, RenderJob, Sandbox
 
 pytestmark = pytest.mark.anyio
 

@@ -9,15 +9,15 @@ from pathlib import Path
 import anyio
 import pytest
 from anyio.streams.text import TextReceiveStream
+from suno_mp4_sandbox import Sandbox
 
 from suno_mp4 import CallbackListener, Client, VideoGenerationError
-from suno_mp4.sandbox import Sandbox
 
 from .conftest import FAST_POLL
 
 pytest.importorskip("imageio_ffmpeg")
-from suno_mp4.sandbox._probe import probe
-from suno_mp4.sandbox._synth import synth_demo_track
+from suno_mp4_sandbox._probe import probe
+from suno_mp4_sandbox._synth import synth_demo_track
 
 pytestmark = pytest.mark.anyio
 

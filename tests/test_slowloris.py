@@ -20,10 +20,10 @@ import pytest
 from aiohttp import web
 from anyio.abc import Process, SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
+from suno_mp4_sandbox import Sandbox
 
 from suno_mp4 import CallbackListener, Client, InvalidRequestError, PollPolicy, _serving
 from suno_mp4._serving import GuardedServer
-from suno_mp4.sandbox import Sandbox
 
 pytestmark = pytest.mark.anyio
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import anyio
 import pytest
 from anyio.streams.text import TextReceiveStream
+from suno_mp4_sandbox import Sandbox
 
 from suno_mp4 import Client, JobRecord, SQLiteJobStore, VideoRequest
 from suno_mp4._store import DONE, SUBMITTED, SUBMITTING, UNKNOWN
-from suno_mp4.sandbox import Sandbox
 
 from .conftest import FAST_POLL, FAST_RETRY
 

@@ -1,4 +1,4 @@
-"""``python -m suno_mp4.sandbox``: run the sandbox as a server of its own until SIGINT or
+"""``python -m suno_mp4_sandbox``: run the sandbox as a server of its own until SIGINT or
 SIGTERM. The first line on stdout holds its base URL and API key, for scripts to read."""
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def _fault(text: str) -> tuple[str, float | None]:
         raise argparse.ArgumentTypeError(f"{name}: expected a number, got {value!r}") from None
 
 
-def build_arg_parser(prog: str = "python -m suno_mp4.sandbox") -> argparse.ArgumentParser:
+def build_arg_parser(prog: str = "python -m suno_mp4_sandbox") -> argparse.ArgumentParser:
     """The sandbox's command-line options (shared with ``suno-mp4 sandbox``)."""
     p = argparse.ArgumentParser(
         prog=prog, description="Run a local sandbox of the music-video API until Ctrl-C."

@@ -1,5 +1,5 @@
 """Admin routes under ``/sandbox/``: the test controls of ``Sandbox`` over HTTP, for a
-sandbox running in another process (``python -m suno_mp4.sandbox``, the benchmarks).
+sandbox running in another process (``python -m suno_mp4_sandbox``, the benchmarks).
 
 No authentication: the sandbox listens on loopback and holds nothing of value. Every body
 is hostile all the same, since any web page the developer visits can send requests to

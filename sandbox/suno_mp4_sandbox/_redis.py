@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -75,7 +76,7 @@ def redis_server(*, port: int | None = None, timeout: float = 10.0) -> Iterator[
     """Start ``redis-server`` on 127.0.0.1 (a free port unless given), without persistence,
     and stop it on exit. Raises ``RuntimeError`` if ``redis-server`` is not installed
     (``apt-get install redis-server``; ``make test`` installs it) or does not start."""
-    exe = shutil.which("redis-server")
+    exe = os.environ.get("SUNO_MP4_REDIS_SERVER") or shutil.which("redis-server")
     if exe is None:
         raise RuntimeError(
             "redis-server is not installed: `apt-get install redis-server` (make test does it)"

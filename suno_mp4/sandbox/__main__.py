@@ -1,7 +1,0 @@
-"""``python -m suno_mp4.sandbox --port 8765``: see ``--help``."""
-
-import sys
-
-from ._main import main
-
-sys.exit(main())
