@@ -3,8 +3,10 @@
 Everything public is importable from here; the ``_private`` modules may change.
 """
 
-from ._callbacks import CallbackListener, CallbackRelay
-from ._client import DEFAULT_BASE_URL, NO_CALLBACK_URL, Batch, BatchResult, Client
+from ._batch import Batch, BatchResult
+from ._callbacks import CallbackListener, CallbackRelay, CallbackSink
+from ._client import DEFAULT_BASE_URL, NO_CALLBACK_URL, Client
+from ._config import PollPolicy, RateLimit, RetryPolicy
 from ._errors import (
     ALT_RESELLER_CODES,
     APIKLEY_CODES,
@@ -28,8 +30,8 @@ from ._errors import (
     VideoGenerationError,
 )
 from ._jobs import JobRegistry, VideoJob, as_completed
+from ._limiter import SharedRateLimit
 from ._models import CallbackPayload, MusicVideo, TaskStatus, VideoDetails, VideoRequest
-from ._policies import PollPolicy, RateLimit, RetryPolicy, SharedRateLimit
 from ._store import (
     JobRecord,
     JobState,
@@ -53,6 +55,7 @@ __all__ = [
     "CallbackListener",
     "CallbackPayload",
     "CallbackRelay",
+    "CallbackSink",
     "Client",
     "ClientClosedError",
     "ConflictError",

@@ -12,7 +12,7 @@ import re
 import secrets
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import anyio
 import cattrs
@@ -25,12 +25,27 @@ from ._models import CallbackPayload
 from ._serving import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT, GuardedServer
 from ._untrusted import UntrustedDataError, check_id, loads, register_secret, short
 
-if TYPE_CHECKING:
-    from ._jobs import JobRegistry
-
-__all__ = ["CallbackListener", "CallbackRelay"]
+__all__ = ["CallbackListener", "CallbackRelay", "CallbackSink"]
 
 logger = logging.getLogger("suno_mp4")
+
+
+class CallbackSink(Protocol):
+    """Where callbacks go: the client's pending jobs (its job registry). What a relay or
+    a listener needs of a client, and nothing more."""
+
+    def deliver(self, payload: CallbackPayload, *, buffer: bool = True) -> bool:
+        """Hand ``payload`` to its job; returns whether it resolved one. A callback for a
+        task not known (yet) is kept a while for it, unless ``buffer=False``."""
+        ...
+
+    def holds(self, task_id: str) -> bool:
+        """Whether a job of ``task_id`` is pending here."""
+        ...
+
+    def pending(self) -> list[str]:
+        """The task ids of the pending jobs."""
+        ...
 
 
 @runtime_checkable
@@ -45,7 +60,7 @@ class CallbackRelay(Protocol):
 
     async def publish(self, task_id: str, body: Mapping[str, Any]) -> None: ...
 
-    async def run(self, registry: JobRegistry, *, task_status: TaskStatus[None] = ...) -> None: ...
+    async def run(self, sink: CallbackSink, *, task_status: TaskStatus[None] = ...) -> None: ...
 
     def watch(self, task_id: str) -> None: ...
 
@@ -155,7 +170,7 @@ class CallbackListener:
         self._hmac_key = hmac_key
         self._secret = secret if secret is not None else secrets.token_urlsafe(32)
         register_secret(self._secret)  # never in an error message
-        self._registry: JobRegistry | None = None
+        self._sink: CallbackSink | None = None
         self._own_relay = relay
         self._relay: CallbackRelay | None = relay
         self._runner: GuardedServer | None = None
@@ -196,14 +211,14 @@ class CallbackListener:
 
     # Lifecycle, driven by the client.
 
-    def bind(self, registry: JobRegistry, relay: CallbackRelay | None = None) -> None:
-        if self._registry is not None and self._registry is not registry:
+    def bind(self, sink: CallbackSink, relay: CallbackRelay | None = None) -> None:
+        if self._sink is not None and self._sink is not sink:
             raise RuntimeError("this CallbackListener already serves another client")
-        self._registry = registry
+        self._sink = sink
         self._relay = relay or self._own_relay
 
     def unbind(self) -> None:
-        self._registry = None
+        self._sink = None
         self._relay = self._own_relay
 
     @property
@@ -267,11 +282,11 @@ class CallbackListener:
             return self._answer(422, "callback body has the wrong shape")
         if self._hmac_key is not None and not self._verify(request, payload.task_id):
             return self._answer(401, "callback signature missing, invalid or stale")
-        registry = self._registry
+        sink = self._sink
         relay = self._relay
-        if registry is None and relay is None:
+        if sink is None and relay is None:
             return self._answer(503, "no client is running")
-        if relay is not None and (registry is None or registry.get(payload.task_id) is None):
+        if relay is not None and (sink is None or not sink.holds(payload.task_id)):
             # Another process may await it (or this one, a moment from now): the relay
             # stores it before we say "received", so the sender retries if it cannot.
             try:
@@ -282,8 +297,8 @@ class CallbackListener:
                 )
                 return self._answer(503, "could not record the callback; try again")
             return self._answer(200, "received")
-        assert registry is not None
-        registry.apply_callback(payload)
+        assert sink is not None
+        sink.deliver(payload)
         return self._answer(200, "received")
 
     async def _read_body(self, request: web.Request) -> bytes | None:

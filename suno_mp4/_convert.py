@@ -12,7 +12,7 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from ._models import CallbackPayload, MusicVideo, TaskStatus, VideoDetails, VideoRequest
+from ._models import CallbackPayload, MusicVideo, TaskStatus, VideoDetails, VideoRequest, utcnow
 from ._untrusted import printable
 
 __all__ = ["converter", "parse_time", "utcnow"]
@@ -20,10 +20,6 @@ __all__ = ["converter", "parse_time", "utcnow"]
 T = TypeVar("T")
 
 converter = cattrs.Converter()
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 _STRING_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$")

@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlsplit
 import aiohttp
 import anyio
 
+from ._config import RetryPolicy
 from ._errors import (
     APIError,
     InvalidRequestError,
@@ -22,7 +23,6 @@ from ._errors import (
     map_exceptions,
 )
 from ._models import MusicVideo
-from ._policies import RetryPolicy
 from ._transport import Transport
 from ._untrusted import UntrustedDataError, check_url, file_in, safe_name, short
 

@@ -6,14 +6,10 @@ import asyncio
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 
 import aiohttp
 
 from ._untrusted import printable, redact, short
-
-if TYPE_CHECKING:
-    from ._models import TaskStatus
 
 __all__ = [
     "APIError",
@@ -167,7 +163,7 @@ class VideoGenerationError(SunoMp4Error):
     def __init__(
         self,
         task_id: str,
-        status: TaskStatus | str,
+        status: str,  # a TaskStatus (a str enum)
         error_code: int | None = None,
         error_message: str | None = None,
     ) -> None:

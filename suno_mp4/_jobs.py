@@ -8,8 +8,8 @@ import functools
 import logging
 import math
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable, Generator, Iterable
+from typing import Any, Protocol
 
 import anyio
 
@@ -18,8 +18,22 @@ from ._errors import JobTimeoutError, ServerError, SunoMp4Error, VideoGeneration
 from ._models import CallbackPayload, MusicVideo, TaskStatus, VideoDetails, VideoRequest
 from ._untrusted import UntrustedDataError, check_url, short
 
-if TYPE_CHECKING:
-    from ._poller import Poller
+
+class Scheduler(Protocol):
+    """What the registry needs of the poller: polls for the jobs it tracks."""
+
+    def add(self, job: VideoJob) -> None:
+        """Poll ``job`` (a newly registered one) until it resolves or its deadline."""
+        ...
+
+    def forget(self, job: VideoJob) -> None:
+        """Stop polling ``job`` (released)."""
+        ...
+
+    async def fetch(self, task_id: str) -> VideoDetails:
+        """Ask the API about ``task_id`` now."""
+        ...
+
 
 __all__ = ["JobRegistry", "VideoJob", "as_completed"]
 
@@ -282,18 +296,18 @@ class JobRegistry:
 
     def __init__(
         self,
+        scheduler: Scheduler,
         *,
         early_ttl: float = 600.0,
         early_max: int = 10_000,
     ) -> None:
+        self._scheduler = scheduler
         self._jobs: dict[str, VideoJob] = {}
         self._early: OrderedDict[str, tuple[float, CallbackPayload]] = OrderedDict()
         self._early_ttl = early_ttl
         self._early_max = early_max
         # Recently resolved ids: a late duplicate for one of these is ignored, not buffered.
         self._recent: OrderedDict[str, None] = OrderedDict()
-        self.poller: Poller | None = None
-        self.fetch: Callable[[str], Awaitable[VideoDetails]] | None = None
         self.closed: SunoMp4Error | None = None
         #: Counters (statistics): answers applied, ignored duplicates, early buffered.
         self.stats = {"resolved": 0, "ignored": 0, "early": 0, "early_dropped": 0}
@@ -321,8 +335,8 @@ class JobRegistry:
         early = self._early.pop(job.task_id, None)
         if early is not None:
             self.apply_callback(early[1])
-        if not job.done() and self.poller is not None:
-            self.poller.add(job)
+        if not job.done():
+            self._scheduler.add(job)
         return job
 
     def apply_details(self, details: VideoDetails) -> bool:
@@ -351,6 +365,17 @@ class JobRegistry:
         if outcome is None:
             return False
         return self._resolve(job, outcome, "callback")
+
+    # The CallbackSink protocol (listener, relay).
+
+    def deliver(self, payload: CallbackPayload, *, buffer: bool = True) -> bool:
+        return self.apply_callback(payload, buffer=buffer)
+
+    def holds(self, task_id: str) -> bool:
+        return task_id in self._jobs
+
+    def pending(self) -> list[str]:
+        return list(self._jobs)
 
     def fail(self, job: VideoJob, error: SunoMp4Error) -> bool:
         """Resolve ``job`` with ``error`` (a permanent poll error, or its deadline)."""
@@ -407,8 +432,7 @@ class JobRegistry:
         job.poll_generation += 1  # invalidates its queued poll
         if self._jobs.get(job.task_id) is job:
             del self._jobs[job.task_id]
-        if self.poller is not None:
-            self.poller.forget(job)
+        self._scheduler.forget(job)
 
     def _reattach(self, job: VideoJob) -> None:
         job.detached = False
@@ -421,9 +445,7 @@ class JobRegistry:
         self._resolve(job, other._outcome, other.resolved_by or "poll")
 
     async def refresh(self, job: VideoJob) -> VideoDetails:
-        if self.fetch is None:
-            raise RuntimeError("the job's client is not running")
-        details = await self.fetch(job.task_id)
+        details = await self._scheduler.fetch(job.task_id)
         job.polls += 1
         if self._jobs.get(job.task_id) is job:
             self.apply_details(details)

@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -26,6 +26,11 @@ __all__ = [
 ]
 
 logger = logging.getLogger("suno_mp4")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
 
 #: How long the API keeps a finished video (documented: 14 days).
 RETENTION = timedelta(days=14)
@@ -195,8 +200,6 @@ class MusicVideo:
 
     def is_expired(self, now: datetime | None = None) -> bool:
         """Whether the 14-day retention is over (by the local clock unless ``now`` is given)."""
-        from ._convert import utcnow
-
         return (now or utcnow()) >= self.expires_at
 
 

@@ -13,6 +13,7 @@ import anyio
 from anyio.abc import TaskStatus as AnyioTaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from ._config import PollPolicy
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -24,7 +25,6 @@ from ._errors import (
 )
 from ._jobs import JobRegistry, VideoJob
 from ._models import VideoDetails
-from ._policies import PollPolicy
 from ._untrusted import short
 
 __all__ = ["Poller"]
@@ -56,14 +56,13 @@ class Poller:
 
     def __init__(
         self,
-        registry: JobRegistry,
         fetch: Callable[[str], Awaitable[VideoDetails]],
         policy: PollPolicy,
         *,
         workers: int = 32,
         rng: random.Random | None = None,
     ) -> None:
-        self._registry = registry
+        self._registry: JobRegistry | None = None
         self._fetch = fetch
         self.policy = policy
         self._workers = workers
@@ -110,8 +109,18 @@ class Poller:
             heapq.heapify(self._heap)
             self._stale = 0
 
-    async def run(self, *, task_status: AnyioTaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """The scheduler and its workers; runs until cancelled with the client."""
+    async def fetch(self, task_id: str) -> VideoDetails:
+        """Ask the API about ``task_id`` now (``job.refresh()``)."""
+        return await self._fetch(task_id)
+
+    async def run(
+        self,
+        registry: JobRegistry,
+        *,
+        task_status: AnyioTaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve ``registry``'s jobs: the scheduler and its workers, until cancelled."""
+        self._registry = registry
         send, receive = anyio.create_memory_object_stream[VideoJob](0)
         async with anyio.create_task_group() as tg, send:
             for _ in range(self._workers):
@@ -135,6 +144,7 @@ class Poller:
                     await self._wake.wait()
 
     def _expire(self, job: VideoJob) -> None:
+        assert self._registry is not None
         waited = anyio.current_time() - job.created_at
         self._registry.fail(job, JobTimeoutError(job.task_id, waited))
 
@@ -145,7 +155,7 @@ class Poller:
 
     async def poll(self, job: VideoJob) -> None:
         """One poll of ``job``; its answer goes to the registry, then the next is scheduled."""
-        if job.done():
+        if job.done() or self._registry is None:
             return
         generation = job.poll_generation
         try:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import aiohttp
 import anyio
 
+from ._config import RetryPolicy
 from ._errors import (
     APIKLEY_CODES,
     APIError,
@@ -23,7 +24,7 @@ from ._errors import (
     error_for_code,
     map_exceptions,
 )
-from ._policies import PRIORITY_POLL, PRIORITY_SUBMIT, RequestLimiter, RetryPolicy
+from ._limiter import PRIORITY_POLL, PRIORITY_SUBMIT, RequestLimiter
 from ._untrusted import UntrustedDataError, decompress, loads, register_secret, short
 from ._version import __version__
 

@@ -46,9 +46,9 @@ async def run_demo(out_dir: Path, *, render: bool | None = None) -> dict[str, An
     """Start a sandbox, make a video of the demo track through the SDK with a callback
     listener, download it, and return what happened (path, size, duration, seconds)."""
     import anyio
+    from suno_mp4_sandbox import Sandbox
 
     from . import CallbackListener, Client, PollPolicy
-    from .sandbox import Sandbox
 
     start = time.perf_counter()
     sandbox_options: dict[str, Any] = {"render_time": 0.5}
@@ -326,7 +326,7 @@ if HAVE_CLICK:
     @click.pass_context
     def sandbox(ctx: click.Context) -> None:
         """Run the local sandbox server (--help lists its options)."""
-        from .sandbox import main as sandbox_main
+        from suno_mp4_sandbox import main as sandbox_main
 
         ctx.exit(sandbox_main(list(ctx.args)))
 

@@ -32,7 +32,7 @@ import random
 import secrets
 import socket
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
@@ -43,13 +43,10 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError("suno_mp4.redis needs redis-py: pip install 'suno-mp4[redis]'") from exc
 
-from ._callbacks import parse_callback
+from ._callbacks import CallbackSink, parse_callback
+from ._config import RateLimit
 from ._errors import InvalidRequestError, TransportError
-from ._policies import RateLimit
 from ._store import JobRecord, JobState, record_from_json, record_to_json
-
-if TYPE_CHECKING:
-    from ._jobs import JobRegistry
 
 __all__ = ["RedisCallbackRelay", "RedisJobStore", "RedisRateLimit"]
 
@@ -233,7 +230,7 @@ class RedisCallbackRelay:
         self._result_prefix = f"{prefix}:callback:"
         self._ttl = max(1, math.ceil(ttl))
         self._batch = batch
-        self._registry: JobRegistry | None = None
+        self._sink: CallbackSink | None = None
         self._pending: dict[str, None] = {}  # task ids to look up, in order
         self._pending_ready: anyio.Event | None = None
         #: Statistics: published here, received from Redis, jobs resolved by them,
@@ -263,24 +260,24 @@ class RedisCallbackRelay:
             self._pending_ready.set()
 
     async def run(
-        self, registry: JobRegistry, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+        self, sink: CallbackSink, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Subscribe (raising :class:`TransportError` if Redis cannot be reached now), then
-        deliver callbacks to ``registry`` until cancelled, re-subscribing after a failure."""
-        if self._registry is not None:
+        deliver callbacks to ``sink`` until cancelled, re-subscribing after a failure."""
+        if self._sink is not None:
             raise RuntimeError("this RedisCallbackRelay already serves a client; make one each")
-        self._registry = registry
+        self._sink = sink
         try:
             async with anyio.create_task_group() as tg:
                 await tg.start(self._subscription)
                 tg.start_soon(self._lookups)
                 task_status.started()
         finally:
-            self._registry = None
+            self._sink = None
 
     def _deliver(self, raw: Any) -> None:
-        registry = self._registry
-        if registry is None:
+        sink = self._sink
+        if sink is None:
             return
         try:
             payload = parse_callback(json.loads(raw))
@@ -290,7 +287,7 @@ class RedisCallbackRelay:
             logger.warning("relay: ignored a malformed message")
             return
         self.stats["received"] += 1
-        if registry.apply_callback(payload, buffer=False):
+        if sink.deliver(payload, buffer=False):
             self.stats["resolved"] += 1
 
     async def _subscription(self, *, task_status: TaskStatus[None]) -> None:
@@ -329,8 +326,8 @@ class RedisCallbackRelay:
 
     def _rewatch(self) -> None:
         """What was published while we were not subscribed is in the stored results."""
-        if self._registry is not None:
-            for task_id in self._registry.task_ids():
+        if self._sink is not None:
+            for task_id in self._sink.pending():
                 self.watch(task_id)
 
     async def _reconnected(self, connection: object) -> None:

@@ -32,7 +32,8 @@ from suno_mp4 import (
     VideoGenerationError,
     VideoRequest,
 )
-from suno_mp4._client import GENERATE, NO_CALLBACK_URL
+from suno_mp4._client import NO_CALLBACK_URL
+from suno_mp4._endpoints import GENERATE
 from suno_mp4._errors import error_for_code
 
 from .conftest import FAST_POLL, FAST_RETRY
@@ -211,7 +212,7 @@ async def test_the_api_key_never_shows_in_reprs_or_errors(sandbox: Sandbox) -> N
         with pytest.raises(AuthenticationError) as info:
             await client.create_video(*sandbox.add_track())
         assert "check the API key" in str(info.value)
-        for text in (str(info.value), repr(info.value), repr(client), repr(client.transport)):
+        for text in (str(info.value), repr(info.value), repr(client), repr(client._transport())):
             assert secret not in text
 
 
@@ -240,7 +241,7 @@ async def test_server_side_validation_raises_validation_error(client: Client) ->
     # The SDK validates first, so go through the transport to reach the server's check.
     body = {"taskId": "t", "audioId": "a", "callBackUrl": "not a url"}
     with pytest.raises(ValidationError):
-        await client.transport.call("POST", GENERATE, kind="submit", json_body=body)
+        await client._transport().call("POST", GENERATE, kind="submit", json_body=body)
 
 
 async def test_an_identical_request_is_not_sent_again_a_deliberate_second_one_is() -> None:
@@ -351,7 +352,7 @@ async def test_submit_is_resent_when_the_connection_was_refused() -> None:
     async with Client("k", base_url=dead_url, retry=retry) as client:
         with anyio.fail_after(10), pytest.raises(TransportError) as info:
             await client.create_video("t", "a")
-        assert client.transport.sent["submit"] == 3  # every try, as none reached a server
+        assert client._transport().sent["submit"] == 3  # every try, as none reached a server
     assert not info.value.sent
 
 

@@ -91,9 +91,9 @@ async def test_fuzzed_callbacks_never_5xx_never_resolve(
     ):
         await r.read()
         assert r.status < 500
-    job = client.registry.get(task_id)
+    job = client._registry.get(task_id)
     assert job is not None and not job.done()
-    assert client.registry.stats["resolved"] == 0
+    assert client._registry.stats["resolved"] == 0
 
 
 async def test_a_flood_of_unknown_task_ids_stays_bounded_and_real_callbacks_pass() -> None:
@@ -101,7 +101,7 @@ async def test_a_flood_of_unknown_task_ids_stays_bounded_and_real_callbacks_pass
         listener = CallbackListener()
         poll = PollPolicy(fallback_interval=60, max_wait=600)
         async with Client(sb.api_key, base_url=sb.base_url, callbacks=listener, poll=poll) as c:
-            c.registry._early_max = 1000  # a small cap, so the test floods past it quickly
+            c._registry._early_max = 1000  # a small cap, so the test floods past it quickly
             job = await c.create_video(*sb.add_track())
             tracemalloc.start()
             before = tracemalloc.get_traced_memory()[0]
@@ -124,8 +124,8 @@ async def test_a_flood_of_unknown_task_ids_stays_bounded_and_real_callbacks_pass
                         video = await job  # the real callback gets through during the flood
             grown = tracemalloc.get_traced_memory()[0] - before
             tracemalloc.stop()
-            assert c.registry.early_count <= 1000
-            assert c.registry.stats["early_dropped"] >= 5000
+            assert c._registry.early_count <= 1000
+            assert c._registry.stats["early_dropped"] >= 5000
             assert video.video_url == sb.task(job.task_id).video_url
             assert grown < 5_000_000, grown
 
@@ -167,7 +167,7 @@ async def test_create_cancel_cycles_leave_no_growth() -> None:
             # Every job resolves or reaches its 1 s deadline; then all bookkeeping is gone.
             with anyio.fail_after(30):
                 # Waiting for deadlines to pass: time itself is the event here.
-                while len(c.registry) or len(c.poller):  # noqa: ASYNC110
+                while len(c._registry) or len(c._poller):  # noqa: ASYNC110
                     await anyio.sleep(0.05)
             await anyio.wait_all_tasks_blocked()
             gc.collect()

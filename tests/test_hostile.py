@@ -455,8 +455,8 @@ async def test_jobs_whose_waiters_all_left_are_released(server: Hostile) -> None
             with anyio.move_on_after(0):
                 await job  # cancelled at once: the only waiter leaves
         del job
-        assert len(client.registry) == 0
-        assert len(client.poller) == 0  # the heap dropped their entries too
+        assert len(client._registry) == 0
+        assert len(client._poller) == 0  # the heap dropped their entries too
         # Polls already on the wire hold their job until the answer: no event says when the
         # last one ended, so look again until none is left (or fail).
         with anyio.fail_after(5):

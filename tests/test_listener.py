@@ -66,9 +66,9 @@ async def test_duplicate_callbacks_resolve_once(sandbox: Sandbox) -> None:
             body = _body(job.task_id)
             assert await _post(listener.callback_url, body) == 200
     assert job.result() == first and first.video_url != "http://evil/x.mp4"
-    assert client.registry.stats["resolved"] == 1
-    assert client.registry.stats["ignored"] >= 1
-    assert client.registry.early_count == 0
+    assert client._registry.stats["resolved"] == 1
+    assert client._registry.stats["ignored"] >= 1
+    assert client._registry.early_count == 0
     assert sandbox.stats.callbacks_duplicated >= 1
 
 
@@ -161,7 +161,7 @@ async def test_refused_callbacks_resolve_nothing(
         for url, body, headers, expected in cases:
             assert await _post(url, body, headers) == expected, (url, body[:40], headers)
     assert not job.done()
-    assert client.registry.stats["resolved"] == 0
+    assert client._registry.stats["resolved"] == 0
     # A correct, signed callback still gets through afterwards.
     assert await _post(good, _body(tid), _signed(tid)) == 200
     assert job.done() and job.result().video_url == "http://evil/x.mp4"

@@ -394,7 +394,7 @@ async def test_a_closed_client_has_handed_back_every_permit(redis: Redis) -> Non
 
 
 async def test_requests_cancelled_while_taking_a_permit_leave_none_behind(redis: Redis) -> None:
-    from suno_mp4._policies import RequestLimiter
+    from suno_mp4._limiter import RequestLimiter
 
     limiter = RequestLimiter(RedisRateLimit(redis, RateLimit(50, 0.1), name="cancel", lease=60))
     async with anyio.create_task_group() as tg:

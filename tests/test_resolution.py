@@ -39,7 +39,7 @@ async def test_2000_concurrent_jobs_polling_only() -> None:
                         tg.start_soon(submit, track)
                 videos = [await job for job in jobs]
             # One poller: a fixed set of tasks however many jobs are pending.
-            assert len(client.poller) == 0 or all(j.done() for j in jobs)
+            assert len(client._poller) == 0 or all(j.done() for j in jobs)
     assert all(
         v.video_url == sb.task(j.task_id).video_url for v, j in zip(videos, jobs, strict=True)
     )

@@ -17,19 +17,51 @@ loopback:
 from __future__ import annotations
 
 import math
+import os
 import subprocess
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio.to_thread
 from aiohttp import web
 
+from ._faults import Faults
 from ._jsonbody import BodyError, read_json
 from ._probe import ProbeError, probe
+from ._state import VideoTaskRecord
+from ._stats import SandboxStats
 
-if TYPE_CHECKING:
-    from ._server import Sandbox
+
+class Controls(Protocol):
+    """What the admin routes drive: the :class:`Sandbox`'s test controls (a protocol, so
+    this module needs nothing of the server's)."""
+
+    faults: Faults
+    stats: SandboxStats
+    maintenance: bool
+    credits: int
+
+    def add_track(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        title: str | None = None,
+        duration: float | None = None,
+        fail: str | None = None,
+    ) -> tuple[str, str]: ...
+
+    def add_music_task(self, tracks: int = 2) -> tuple[str, list[str]]: ...
+
+    def now(self) -> float: ...
+
+    def advance(self, *, days: float = 0, hours: float = 0, seconds: float = 0) -> None: ...
+
+    def task(self, video_task_id: str) -> VideoTaskRecord: ...
+
+    @property
+    def tasks(self) -> Mapping[str, VideoTaskRecord]: ...
+
 
 __all__ = [
     "MAX_ADVANCE_DAYS",
@@ -67,7 +99,7 @@ class AdminError(Exception):
         self.status = status
 
 
-def admin_routes(sandbox: Sandbox) -> list[web.RouteDef]:
+def admin_routes(sandbox: Controls) -> list[web.RouteDef]:
     async def add_track(request: web.Request) -> object:
         body = await _body(request)
         title = _text(body, "title")

@@ -1,0 +1,118 @@
+"""Configuration objects: when to poll, how to retry, the account's rate limit. Small frozen
+attrs classes; each default says why it is what it is."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import attrs
+
+from ._errors import InvalidRequestError
+
+__all__ = ["PollPolicy", "RateLimit", "RetryPolicy"]
+
+
+def _positive(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
+    if not value > 0:
+        raise InvalidRequestError(f"{attr.name} must be > 0, got {value!r}")
+
+
+def _non_negative(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
+    if not value >= 0:
+        raise InvalidRequestError(f"{attr.name} must be >= 0, got {value!r}")
+
+
+def _fraction(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
+    if not 0 <= value <= 1:
+        raise InvalidRequestError(f"{attr.name} must be between 0 and 1, got {value!r}")
+
+
+@attrs.frozen
+class PollPolicy:
+    """When the client's one poller asks the API about a pending job.
+
+    The first poll comes after ``initial_delay``; each later gap is ``factor`` times the
+    previous one, capped at ``max_interval``, with ``jitter`` (a fraction) so thousands of
+    jobs submitted together do not poll in lockstep.
+    """
+
+    #: Videos take seconds at best: an earlier first poll only spends rate limit.
+    initial_delay: float = attrs.field(default=2.0, validator=_non_negative)
+    #: Long renders are still noticed within half a minute.
+    max_interval: float = attrs.field(default=30.0, validator=_positive)
+    #: Gentle growth: detection lag stays within about a third of the render time.
+    factor: float = attrs.field(default=1.5, validator=_positive)
+    #: +/- 10 % spreads bursts without making the schedule unpredictable.
+    jitter: float = attrs.field(default=0.1, validator=_fraction)
+    #: With a callback listener, a safety poll this often: a lost callback delays, never hangs.
+    fallback_interval: float = attrs.field(default=60.0, validator=_positive)
+    #: Nobody waits unbounded by default: after this a waiter gets ``JobTimeoutError``
+    #: (the remote task keeps running). ``None`` disables the deadline.
+    max_wait: float | None = attrs.field(default=3600.0)
+
+    def __attrs_post_init__(self) -> None:
+        if self.factor < 1:
+            raise InvalidRequestError(f"factor must be >= 1, got {self.factor!r}")
+        if self.max_wait is not None and not self.max_wait > 0:
+            raise InvalidRequestError(f"max_wait must be > 0 or None, got {self.max_wait!r}")
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Gap before poll number ``attempt`` (0 = the first poll)."""
+        base = (
+            self.initial_delay
+            if attempt == 0
+            else min(self.max_interval, max(self.initial_delay, 0.05) * self.factor**attempt)
+        )
+        return max(0.0, base * (1 + self.jitter * (2 * rng.random() - 1)))
+
+
+@attrs.frozen
+class RetryPolicy:
+    """How a failed request is retried: exponential backoff with full jitter, capped.
+
+    Only safe retries happen: polls and downloads on 429, 455, 5xx and connection faults;
+    a submit only when the server certainly did not take it (429, 455, connection refused),
+    because a blind re-POST could bill twice.
+    """
+
+    #: Total tries per request, the first included.
+    attempts: int = attrs.field(default=6)
+    #: First backoff (before jitter); doubles each retry.
+    initial_backoff: float = attrs.field(default=0.5, validator=_positive)
+    #: A single backoff never exceeds this.
+    max_backoff: float = attrs.field(default=30.0, validator=_positive)
+    #: A ``Retry-After`` longer than this surfaces as ``RateLimitError`` instead of a
+    #: silent stall of minutes.
+    max_retry_after: float = attrs.field(default=120.0, validator=_non_negative)
+    #: 429s do not use up ``attempts`` (the server certainly did nothing): a request waits
+    #: out rate limiting for at most this many seconds in all, then ``RateLimitError``.
+    max_throttle_wait: float = attrs.field(default=600.0, validator=_non_negative)
+
+    def __attrs_post_init__(self) -> None:
+        if self.attempts < 1:
+            raise InvalidRequestError(f"attempts must be >= 1, got {self.attempts!r}")
+
+    def backoff(self, retry: int, rng: random.Random) -> float:
+        """Full jitter: uniform in [0, min(max_backoff, initial * 2**retry)]."""
+        return rng.uniform(0, min(self.max_backoff, self.initial_backoff * 2**retry))
+
+
+@attrs.frozen
+class RateLimit:
+    """At most ``requests`` API calls in any ``per_seconds`` window, for the whole client.
+
+    The limiter hands a permit back only ``per_seconds`` after the answer to the request that
+    used it arrived, so even a server that counts a sliding window by arrival time, behind
+    any network jitter, never sees more than ``requests`` in a window.
+    """
+
+    requests: int = attrs.field()
+    per_seconds: float = attrs.field(default=1.0, validator=_positive)
+    #: Extra seconds added to each permit's cool-down: covers the server's clock granularity.
+    margin: float = attrs.field(default=0.01, validator=_non_negative)
+
+    @requests.validator
+    def _check_requests(self, _attr: attrs.Attribute[Any], value: int) -> None:
+        if not isinstance(value, int) or value < 1:
+            raise InvalidRequestError(f"requests must be a positive integer, got {value!r}")

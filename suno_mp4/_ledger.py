@@ -1,0 +1,347 @@
+"""The ledger: every submit keyed and written ahead in the job store, so none is paid for
+twice. It turns stored records into jobs (finished, attached, in doubt), resumes a
+restarted process, takes over dead workers' jobs and records every result."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import attrs
+from anyio.abc import TaskStatus as StartStatus
+from anyio.streams.memory import MemoryObjectSendStream
+
+from ._callbacks import CallbackRelay
+from ._errors import (
+    APIError,
+    ClientClosedError,
+    JobTimeoutError,
+    ServerError,
+    SubmissionInDoubtError,
+    TransportError,
+    VideoGenerationError,
+)
+from ._jobs import JobRegistry, VideoJob
+from ._models import TaskStatus, VideoRequest
+from ._store import (
+    DONE,
+    FAILED,
+    REJECTED,
+    SUBMITTED,
+    SUBMITTING,
+    UNKNOWN,
+    JobRecord,
+    JobStore,
+    LeasedJobStore,
+)
+from ._untrusted import short
+
+__all__ = ["Ledger"]
+
+logger = logging.getLogger("suno_mp4")
+
+#: Sends a submit body (calling ``before_send`` just before it goes out); returns the task id.
+Send = Callable[[dict[str, Any], Callable[[], Awaitable[None]]], Awaitable[str]]
+#: Makes a job: (task id, request, expects a callback).
+NewJob = Callable[[str, VideoRequest | None, bool], VideoJob]
+
+
+class Ledger:
+    """Owns the client's job store: the only code that writes to it."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        registry: JobRegistry,
+        *,
+        send: Send,
+        new_job: NewJob,
+        relay: CallbackRelay | None,
+        submit_window: float,
+        max_concurrent_submits: int,
+        on_claim: Callable[[VideoJob], object] | None = None,
+    ) -> None:
+        self.store = store
+        self._registry = registry
+        self._send = send
+        self._new_job = new_job
+        self._relay = relay
+        #: How long a submit can be on the wire (every attempt timing out), plus a margin.
+        self._submit_window = submit_window
+        # Submits on the wire at once. A crash can leave only these in doubt; the API takes
+        # a submit in milliseconds, so 16 in flight is far above any account's rate limit.
+        self._submit_slots = anyio.Semaphore(max_concurrent_submits)
+        self._key_locks: dict[str, tuple[anyio.Lock, int]] = {}
+        self._on_claim = on_claim
+        self._saves: MemoryObjectSendStream[JobRecord] | None = None  # while run() runs
+        #: Jobs taken over from dead workers of a shared store (statistics).
+        self.claimed = 0
+
+    # Submitting.
+
+    async def submit(
+        self, request: VideoRequest, key: str, body: dict[str, Any], *, via_listener: bool
+    ) -> VideoJob:
+        """The job of ``request`` under ``key``: the one the store knows, or a new submit."""
+        async with self._key_lock(key):  # same key in this process: one submit, one job
+            existing = await self.store.get(key)
+            if existing is not None and existing.state is not REJECTED:
+                return await self.job_of_record(existing)
+            record = JobRecord(key, request, SUBMITTING, via_listener=via_listener)
+            async with self._submit_slots:
+                record = await self._post(record, body)
+            if record.state is not SUBMITTED:  # another process holds the key
+                return await self.job_of_record(record)
+            assert record.task_id is not None
+            return self._track(self._new_job(record.task_id, request, via_listener), record)
+
+    @asynccontextmanager
+    async def _key_lock(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._key_locks.get(key, (anyio.Lock(), 0))
+        self._key_locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._key_locks[key]
+            if users == 1:
+                del self._key_locks[key]
+            else:
+                self._key_locks[key] = (lock, users - 1)
+
+    async def _post(self, record: JobRecord, body: dict[str, Any]) -> JobRecord:
+        """POST one submit between two store writes; returns the ``submitted`` record (or,
+        when another process claimed the key first, that process's record).
+
+        Write-ahead: the record is inserted as ``submitting`` just before the request goes
+        out — atomically: of many processes submitting one key, one goes ahead — so a crash
+        after that point is reported on restart as in doubt instead of being paid twice.
+        """
+        written = False
+
+        async def write_ahead() -> None:
+            nonlocal written, record
+            record = attrs.evolve(record, updated_at=time.time())  # not when it queued
+            holder = await self.store.insert(record)
+            if holder is not None:
+                raise _KeyTaken(holder)
+            written = True
+
+        try:
+            task_id = await self._send(body, write_ahead)
+        except _KeyTaken as taken:
+            return taken.holder
+        except BaseException as exc:
+            if written:  # otherwise nothing was sent and there is nothing to remember
+                state = REJECTED if _certainly_not_taken(exc) else UNKNOWN
+                await self._save_now(attrs.evolve(record, state=state, error=str(exc)))
+            raise
+        record = attrs.evolve(record, state=SUBMITTED, task_id=task_id)
+        # The API took the job: the caller gets it even if the store fails now (an error
+        # would invite a second, paid submit); a restart then lists it as unknown.
+        await self._save_now(record)
+        return record
+
+    # Records to jobs.
+
+    async def job_of_record(self, record: JobRecord) -> VideoJob:
+        """The job for a record the store holds under its key (never a new submit):
+        finished → resolved from the store; submitted → attached; in doubt → raises
+        :class:`SubmissionInDoubtError`. A ``submitting`` record young enough to be another
+        process's submit on the wire is waited for."""
+        delay = 0.05
+        give_up = anyio.current_time() + self._submit_window
+        while record.state is SUBMITTING:
+            age = time.time() - record.updated_at
+            if (
+                record.writer_is_gone()
+                or age > self._submit_window
+                or anyio.current_time() > give_up
+            ):
+                raise SubmissionInDoubtError(record.key)
+            # Another process's submit: no event crosses processes, so look again.
+            await anyio.sleep(delay)
+            delay = min(1.0, delay * 2)
+            latest = await self.store.get(record.key)
+            if latest is None:
+                raise SubmissionInDoubtError(record.key, "the submission's record vanished")
+            record = latest
+        if record.finished and record.task_id:
+            return self.from_store(record)
+        if record.state is SUBMITTED and record.task_id:
+            return self.attach(record)
+        raise SubmissionInDoubtError(record.key)
+
+    def attach(self, record: JobRecord) -> VideoJob:
+        """The job of a ``submitted`` record: the one tracked already, or a new one. A new
+        one expects a callback only through a relay: the callback URL it was submitted with
+        may carry the secret of a listener that is gone (another process, or a restart)."""
+        assert record.task_id is not None
+        existing = self._registry.get(record.task_id)
+        if existing is not None:
+            return existing
+        expect = record.via_listener and self._relay is not None
+        return self._track(self._new_job(record.task_id, record.request, expect), record)
+
+    def track(self, job: VideoJob) -> VideoJob:
+        """Register a job that has no record (attached by id)."""
+        return self._track(job, None)
+
+    def _track(self, job: VideoJob, record: JobRecord | None) -> VideoJob:
+        registered = self._registry.register(job)
+        if registered is job and record is not None:
+            job.add_done_callback(functools.partial(self._job_finished, record))
+        if registered is job and self._relay is not None and not job.done():
+            self._relay.watch(job.task_id)  # a callback stored before we registered
+        return registered
+
+    def from_store(self, record: JobRecord) -> VideoJob:
+        """A job already resolved from a finished record (no request is made)."""
+        assert record.task_id is not None
+        job = VideoJob(record.task_id, record.request, registry=self._registry, deadline=None)
+        if record.state == DONE and record.video is not None:
+            self._registry.settle(job, record.video, "store")
+        else:
+            error = VideoGenerationError(
+                record.task_id, TaskStatus.GENERATE_MP4_FAILED, None, record.error
+            )
+            self._registry.settle(job, error, "store")
+        return job
+
+    async def finished_records_of(self, requests: list[VideoRequest]) -> dict[str, JobRecord]:
+        """The finished records under the requests' keys, when the store can look many up
+        at once (``get_many``); others are looked up by ``submit`` one by one."""
+        get_many = getattr(self.store, "get_many", None)
+        if get_many is None or len(requests) < 2:
+            return {}
+        found: dict[str, JobRecord] = await get_many([r.key for r in requests])
+        return {key: r for key, r in found.items() if r.finished and r.task_id}
+
+    # Results.
+
+    def _job_finished(self, record: JobRecord, job: VideoJob) -> None:
+        error = job.exception()
+        if isinstance(error, ClientClosedError | JobTimeoutError):
+            return  # the remote task goes on: the record stays resumable
+        if error is None:
+            final = attrs.evolve(record, state=DONE, video=job.result(), updated_at=time.time())
+        else:
+            final = attrs.evolve(record, state=FAILED, error=str(error), updated_at=time.time())
+        if self._saves is not None:
+            self._saves.send_nowait(final)  # saved by run(), off this synchronous callback
+
+    async def run(self, *, task_status: StartStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Save the results of finished jobs, until cancelled with the client; what is
+        queued then is still saved (for a few seconds at most)."""
+        send, receive = anyio.create_memory_object_stream[JobRecord](math.inf)
+        self._saves = send
+        task_status.started()
+        with send, receive:
+            try:
+                async for record in receive:
+                    await self._save_now(record)
+            finally:
+                self._saves = None
+                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                    while True:
+                        try:
+                            record = receive.receive_nowait()
+                        except anyio.WouldBlock:
+                            break
+                        await self._save_now(record)
+
+    async def _save_now(self, record: JobRecord) -> None:
+        """Save a record after the fact: a store failure is logged, never raised (the job
+        itself is fine, and a background save must not bring the client down)."""
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.store.save(record)
+            except Exception as exc:
+                logger.error(
+                    "could not record %s (%s) in the job store: %s",
+                    short(record.task_id or record.key),
+                    record.state,
+                    exc,
+                )
+
+    # After a restart, and dead workers' jobs.
+
+    async def resume(self, *, include_finished: bool = False) -> AsyncIterator[VideoJob]:
+        """See :meth:`Client.resume`."""
+        if include_finished:
+            for record in await self.store.by_state(DONE, FAILED):
+                if record.task_id:
+                    yield self.from_store(record)
+        for record in await self.store.unfinished():
+            if record.state == SUBMITTED and record.task_id:
+                yield self.attach(record)
+            elif record.state == SUBMITTING:
+                await self._mark_unknown(record, "was interrupted")
+
+    async def unknown_submissions(self) -> list[JobRecord]:
+        return list(await self.store.by_state(UNKNOWN, SUBMITTING))
+
+    async def keep_lease(
+        self, store: LeasedJobStore, *, task_status: StartStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Renew this worker's lease on its jobs; take over the jobs of workers whose lease
+        ended (they died): poll them to the end, never submit them again."""
+        await store.renew()
+        task_status.started()
+        while True:
+            await anyio.sleep(store.lease_seconds / 3)
+            try:
+                await store.renew()
+                records = await store.claim()
+            except Exception as exc:
+                logger.warning("job store lease renewal failed: %s", exc)
+                continue
+            for record in records:
+                await self._adopt(record)
+
+    async def _adopt(self, record: JobRecord) -> None:
+        if record.state == SUBMITTED and record.task_id:
+            if self._registry.get(record.task_id) is None:
+                self.claimed += 1
+                logger.info("took over video task %s from a dead worker", short(record.task_id))
+                job = self.attach(record)
+                if self._on_claim is not None:
+                    try:
+                        self._on_claim(job)
+                    except Exception:
+                        logger.exception("on_claim failed for video task %s", short(record.task_id))
+        elif record.state == SUBMITTING:
+            await self._mark_unknown(record, "was cut short by a dead worker")
+
+    async def _mark_unknown(self, record: JobRecord, why: str) -> None:
+        """A submission under way when its process died is never re-sent: it is unknown."""
+        logger.warning(
+            "submission of %s/%s %s: it may have been submitted; not re-sent (see "
+            "client.unknown_submissions())",
+            short(record.request.task_id),
+            short(record.request.audio_id),
+            why,
+        )
+        await self.store.save(attrs.evolve(record, state=UNKNOWN))
+
+
+class _KeyTaken(Exception):
+    """Raised from the write-ahead when another process holds the key: nothing is sent."""
+
+    def __init__(self, holder: JobRecord) -> None:
+        self.holder = holder
+
+
+def _certainly_not_taken(exc: BaseException) -> bool:
+    """Whether a failed submit certainly did not create a job: an answer refusing it (401,
+    402, 422, 429, 455, ...) or a connection never made. A 5xx, a cut connection, a lost
+    answer or a cancellation while on the wire may have created one."""
+    if isinstance(exc, TransportError):
+        return not exc.sent
+    return isinstance(exc, APIError) and not isinstance(exc, ServerError)
