@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from ._backoff import full_jitter
 from ._errors import InvalidRequestError
 
 __all__ = ["PollPolicy", "RateLimit", "RetryPolicy"]
@@ -95,7 +96,7 @@ class RetryPolicy:
 
     def backoff(self, retry: int, rng: random.Random) -> float:
         """Full jitter: uniform in [0, min(max_backoff, initial * 2**retry)]."""
-        return rng.uniform(0, min(self.max_backoff, self.initial_backoff * 2**retry))
+        return full_jitter(retry, initial=self.initial_backoff, maximum=self.max_backoff, rng=rng)
 
 
 @attrs.frozen

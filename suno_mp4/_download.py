@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlsplit
 import aiohttp
 import anyio
 
+from ._backoff import Backoff
 from ._config import RetryPolicy
 from ._errors import (
     APIError,
@@ -76,16 +77,15 @@ async def download(
         raise InvalidRequestError(f"cannot download {short(url)!r}: {exc}") from None
     await anyio.Path(target.parent).mkdir(parents=True, exist_ok=True)
     part = target.with_name(f".{target.name}.part")
-    attempt = 0
+    backoff = Backoff(initial=retry.initial_backoff, maximum=retry.max_backoff, rng=rng)
     while True:
         try:
             await _fetch(transport, url, part, progress, chunk_size)
             break
         except (TransportError, ServerError) as exc:
-            attempt += 1
-            if attempt >= retry.attempts:
+            if backoff.attempt + 1 >= retry.attempts:
                 raise
-            delay = retry.backoff(attempt - 1, rng)
+            delay = backoff.next_delay()
             logger.info(
                 "download of %s interrupted (%s); resuming in %.2f s", short(url, 200), exc, delay
             )

