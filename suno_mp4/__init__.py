@@ -4,13 +4,23 @@ Everything public is importable from here; the ``_private`` modules may change.
 """
 
 from ._batch import Batch, BatchResult
-from ._callbacks import CallbackListener, CallbackRelay, CallbackSink
+from ._callbacks import (
+    CallbackAnswer,
+    CallbackError,
+    CallbackListener,
+    CallbackRelay,
+    CallbackSink,
+    parse_callback_body,
+    sign,
+    verify_signature,
+)
 from ._client import DEFAULT_BASE_URL, NO_CALLBACK_URL, Client
 from ._config import PollPolicy, RateLimit, RetryPolicy
 from ._errors import (
     ALT_RESELLER_CODES,
     APIKLEY_CODES,
     APIError,
+    AsyncioRequiredError,
     AuthenticationError,
     BadRequestError,
     ClientClosedError,
@@ -48,10 +58,13 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "NO_CALLBACK_URL",
     "APIError",
+    "AsyncioRequiredError",
     "AuthenticationError",
     "BadRequestError",
     "Batch",
     "BatchResult",
+    "CallbackAnswer",
+    "CallbackError",
     "CallbackListener",
     "CallbackPayload",
     "CallbackRelay",
@@ -90,4 +103,7 @@ __all__ = [
     "VideoRequest",
     "__version__",
     "as_completed",
+    "parse_callback_body",
+    "sign",
+    "verify_signature",
 ]

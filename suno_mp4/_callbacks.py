@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import logging
 import math
 import re
@@ -15,17 +16,27 @@ from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import anyio
+import attrs
 import cattrs
 from aiohttp import web
 from anyio.abc import TaskStatus
 
 from ._convert import converter
-from ._errors import InvalidRequestError
+from ._errors import InvalidRequestError, SunoMp4Error
 from ._models import CallbackPayload
 from ._serving import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT, GuardedServer
-from ._untrusted import UntrustedDataError, check_id, loads, register_secret, short
+from ._untrusted import UntrustedDataError, check_id, loads, redact, register_secret, short
 
-__all__ = ["CallbackListener", "CallbackRelay", "CallbackSink"]
+__all__ = [
+    "CallbackAnswer",
+    "CallbackError",
+    "CallbackListener",
+    "CallbackRelay",
+    "CallbackSink",
+    "parse_callback_body",
+    "sign",
+    "verify_signature",
+]
 
 logger = logging.getLogger("suno_mp4")
 
@@ -83,6 +94,92 @@ def parse_callback(data: Any) -> CallbackPayload | None:
         return converter.structure(data, CallbackPayload)
     except (cattrs.BaseValidationError, TypeError, ValueError):
         return None
+
+
+class CallbackError(SunoMp4Error, ValueError):
+    """A callback body that cannot be used; ``status`` is the HTTP answer to give (400 not
+    JSON or nested too deeply, 422 the wrong shape)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+@attrs.frozen
+class CallbackAnswer:
+    """What to answer the provider's callback request: ``status`` and a small JSON
+    ``body``; ``payload`` is the callback when it was accepted (for your own logging)."""
+
+    status: int
+    message: str
+    payload: CallbackPayload | None = None
+
+    @property
+    def body(self) -> bytes:
+        return json.dumps({"ok": self.status == 200, "message": self.message}).encode()
+
+
+def parse_callback_body(body: bytes | str) -> tuple[CallbackPayload, dict[str, Any]]:
+    """A callback's raw body as the typed payload (and the JSON object it came from);
+    :class:`CallbackError` when it is not JSON within bounds or has the wrong shape."""
+    try:
+        data = loads(body)
+    except UntrustedDataError as exc:
+        raise CallbackError(400, f"callback body is not usable JSON ({exc})") from None
+    payload = parse_callback(data)
+    if payload is None:
+        raise CallbackError(422, "callback body has the wrong shape")
+    return payload, data
+
+
+def verify_signature(
+    key: str | bytes,
+    task_id: str,
+    timestamp: str,
+    signature: str,
+    *,
+    max_skew: float = 300.0,
+    now: float | None = None,
+) -> bool:
+    """Whether ``X-Webhook-Signature`` is the upstream's signature of ``task_id`` and
+    ``X-Webhook-Timestamp``, and the timestamp is within ``max_skew`` seconds of now."""
+    try:
+        when = int(timestamp)
+    except ValueError:
+        return False
+    if abs((time.time() if now is None else now) - when) > max_skew:
+        return False
+    expected = sign(key, task_id, timestamp)
+    return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header by name, whatever the case of the mapping's keys (frameworks differ)."""
+    value = headers.get(name)
+    if value is None:
+        lowered = name.lower()
+        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
+    return value
+
+
+class _MaskSecrets(logging.Filter):
+    """Masks every registered secret in a log record (an access log's request line)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        for name in ("first_request_line", "request_line", "path"):
+            value = record.__dict__.get(name)
+            if isinstance(value, str):
+                record.__dict__[name] = redact(value)
+        return True
+
+
+def _mask_secrets_in(log: logging.Logger) -> None:
+    if not any(isinstance(f, _MaskSecrets) for f in log.filters):
+        log.addFilter(_MaskSecrets())
 
 
 def sign(key: str | bytes, task_id: str, timestamp: str) -> str:
@@ -208,6 +305,18 @@ class CallbackListener:
             raise InvalidRequestError("attach() needs public_url: the address the API can reach")
         app.router.add_post(self.route, self.handle)
         self._attached = True
+        # Your server's access log would show the path, secret included: mask it there.
+        _mask_secrets_in(logging.getLogger("aiohttp.access"))
+
+    def use_own_route(self, public_url: str) -> None:
+        """Your web framework (FastAPI, Starlette, Quart, Django...) serves the callback
+        route: POST ``public_url`` + :attr:`route` (``{secret}`` is its one path parameter),
+        and hand each request to :meth:`receive`, answering with what it returns. The
+        client then starts no server of its own, and its ``callBackUrl`` carries the
+        secret. Keep the secret out of your access log (``redact`` masks it in a string).
+        """
+        self.public_url = _public_url(public_url)
+        self._attached = True
 
     # Lifecycle, driven by the client.
 
@@ -248,39 +357,71 @@ class CallbackListener:
 
     # The endpoint.
 
-    def _answer(self, status: int, message: str) -> web.Response:
-        self.answers[status] = self.answers.get(status, 0) + 1
-        return web.json_response({"ok": status == 200, "message": message}, status=status)
-
     async def handle(self, request: web.Request) -> web.Response:
-        """Check the secret, the size, the shape and (optionally) the signature, then resolve.
+        """The aiohttp route: :meth:`receive` with the request's path, headers and body.
 
-        Always answers quickly: the sender waits at most 15 s and may retry.
+        What can be refused before reading the body (wrong secret, too large, compressed)
+        is refused first; a body that does not arrive within ``read_timeout`` gets 408.
         """
-        given = request.match_info.get("secret", "")
-        if not hmac.compare_digest(given.encode(), self._secret.encode()):
+        early = self.precheck(request.path, request.headers)
+        if early is None:
+            try:
+                body = await self._read_body(request)
+            except TimeoutError:
+                slow = self._respond(self._answer(408, "callback body not received in time"))
+                slow.force_close()  # the rest of the body is not worth waiting for
+                return slow
+            if body is None:
+                early = self._answer(413, "callback body too large")
+            else:
+                early = await self.receive(request.path, request.headers, body)
+        return self._respond(early)
+
+    def _respond(self, answer: CallbackAnswer) -> web.Response:
+        return web.Response(status=answer.status, body=answer.body, content_type="application/json")
+
+    def precheck(self, path: str, headers: Mapping[str, str]) -> CallbackAnswer | None:
+        """The refusals that need no body: the secret in ``path`` (the request's path, or
+        the secret itself), a declared size over ``max_body``, a compressed body. ``None``
+        when the body is worth reading."""
+        token = path.rstrip("/").rsplit("/", 1)[-1]
+        if not hmac.compare_digest(token.encode("utf-8", "replace"), self._secret.encode()):
             return self._answer(403, "unknown callback URL")
-        if request.content_length is not None and request.content_length > self.max_body:
+        length = _header(headers, "Content-Length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
             return self._answer(413, "callback body too large")
-        if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        if (_header(headers, "Content-Encoding") or "identity").strip().lower() != "identity":
             # The provider sends plain JSON; a compressed body could expand a thousandfold.
             return self._answer(415, "compressed callback bodies are not accepted")
-        try:
-            body = await self._read_body(request)
-        except TimeoutError:
-            slow = self._answer(408, "callback body not received in time")
-            slow.force_close()  # the rest of the body is not worth waiting for
-            return slow
-        if body is None:
+        return None
+
+    async def receive(self, path: str, headers: Mapping[str, str], body: bytes) -> CallbackAnswer:
+        """Verify one callback request and hand it to the client's pending jobs; return the
+        HTTP answer to give (``.status``, ``.body`` as JSON bytes).
+
+        For any web framework: pass the request's path (or just the secret from it), its
+        headers and its raw body. The checks are the listener's own, in order: the secret
+        (403), the size (413), no compression (415), JSON within bounds (400), the shape
+        (422), the ``X-Webhook-*`` signature and its age when ``hmac_key`` is set (401).
+        A callback for a job held by another process goes to the relay (503 if it cannot
+        take it: the provider then retries). Nothing resolves on a refusal.
+        """
+        early = self.precheck(path, headers)
+        if early is not None:
+            return early
+        if len(body) > self.max_body:
             return self._answer(413, "callback body too large")
         try:
-            data: Any = loads(body)
-        except UntrustedDataError:
-            return self._answer(400, "callback body is not JSON (or nested too deeply)")
-        payload = parse_callback(data)
-        if payload is None:
-            return self._answer(422, "callback body has the wrong shape")
-        if self._hmac_key is not None and not self._verify(request, payload.task_id):
+            payload, data = parse_callback_body(body)
+        except CallbackError as exc:
+            return self._answer(exc.status, str(exc))
+        if self._hmac_key is not None and not verify_signature(
+            self._hmac_key,
+            payload.task_id,
+            _header(headers, "X-Webhook-Timestamp") or "",
+            _header(headers, "X-Webhook-Signature") or "",
+            max_skew=self.max_skew,
+        ):
             return self._answer(401, "callback signature missing, invalid or stale")
         sink = self._sink
         relay = self._relay
@@ -296,10 +437,24 @@ class CallbackListener:
                     "could not relay the callback for %s: %s", short(payload.task_id), exc
                 )
                 return self._answer(503, "could not record the callback; try again")
-            return self._answer(200, "received")
+            return self._answer(200, "received", payload)
         assert sink is not None
-        sink.deliver(payload)
-        return self._answer(200, "received")
+        resolved = sink.deliver(payload)
+        logger.debug(
+            "callback for %s (code %s): %s",
+            short(payload.task_id),
+            payload.code,
+            "resolved its job" if resolved else "no pending job resolved",
+        )
+        return self._answer(200, "received", payload)
+
+    def _answer(
+        self, status: int, message: str, payload: CallbackPayload | None = None
+    ) -> CallbackAnswer:
+        self.answers[status] = self.answers.get(status, 0) + 1
+        if status != 200:
+            logger.info("callback refused with %d: %s", status, message)
+        return CallbackAnswer(status, message, payload)
 
     async def _read_body(self, request: web.Request) -> bytes | None:
         """The whole body (it may arrive in several segments), or None past ``max_body``;
@@ -312,16 +467,3 @@ class CallbackListener:
                     return bytes(body)
                 body += chunk
         return None
-
-    def _verify(self, request: web.Request, task_id: str) -> bool:
-        assert self._hmac_key is not None
-        timestamp = request.headers.get("X-Webhook-Timestamp", "")
-        signature = request.headers.get("X-Webhook-Signature", "")
-        try:
-            when = int(timestamp)
-        except ValueError:
-            return False
-        if abs(time.time() - when) > self.max_skew:
-            return False
-        expected = sign(self._hmac_key, task_id, timestamp)
-        return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))

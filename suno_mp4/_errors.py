@@ -13,6 +13,7 @@ from ._untrusted import printable, redact, short
 
 __all__ = [
     "APIError",
+    "AsyncioRequiredError",
     "AuthenticationError",
     "BadRequestError",
     "ClientClosedError",
@@ -55,6 +56,11 @@ class SunoMp4Error(Exception):
 
 class InvalidRequestError(SunoMp4Error, ValueError):
     """An argument is invalid; nothing was sent to the API."""
+
+
+class AsyncioRequiredError(SunoMp4Error, RuntimeError):
+    """The client was used outside asyncio (e.g. under anyio's trio backend): the SDK runs on
+    aiohttp, which is asyncio only."""
 
 
 class ClientClosedError(SunoMp4Error, RuntimeError):

@@ -14,7 +14,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ._callbacks import CallbackListener, CallbackRelay
-from ._errors import ClientClosedError
+from ._errors import AsyncioRequiredError, ClientClosedError
 from ._jobs import JobRegistry
 from ._ledger import Ledger
 from ._limiter import RequestLimiter
@@ -77,7 +77,13 @@ class Runtime:
 
     async def start(self) -> None:
         """Start everything; returns once the client can be used (or raises why not)."""
-        loop = asyncio.get_running_loop()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise AsyncioRequiredError(
+                "suno-mp4 runs on asyncio (aiohttp): use asyncio.run(...) or anyio.run(...) "
+                "with its default asyncio backend, not trio"
+            ) from None
         ready: asyncio.Future[None] = loop.create_future()
         name = f"suno_mp4.Client {self._settings.base_url}"
         self._task = loop.create_task(self._run(ready), name=name)

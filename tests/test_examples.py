@@ -18,6 +18,8 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
         ("bot_attach.py", "resolved by callback"),
         ("batch.py", "50 videos, 0 failures"),
         ("many_workers.py", "12 videos by 2 workers, 12 resolved by callback"),
+        ("fastapi_callbacks.py", "resolved by callback"),
+        ("aiohttp_bot.py", "resolved by callback"),
     ],
 )
 def test_example_runs_as_written(script: str, expect: str) -> None:
@@ -30,3 +32,6 @@ def test_example_runs_as_written(script: str, expect: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert expect in done.stdout
+    if script in ("fastapi_callbacks.py", "aiohttp_bot.py"):
+        # Refused exactly as the SDK's own listener refuses them (tests/test_frameworks.py).
+        assert "forged 403, unsigned 401, stale 401" in done.stdout

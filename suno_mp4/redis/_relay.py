@@ -14,7 +14,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from .._backoff import Backoff
-from .._callbacks import CallbackSink, parse_callback
+from .._callbacks import CallbackError, CallbackSink, parse_callback_body
 from .._errors import TransportError
 from ._common import DEFAULT_NAMESPACE, Redis, RedisError, key_prefix
 
@@ -101,10 +101,8 @@ class RedisCallbackRelay:
         if sink is None:
             return
         try:
-            payload = parse_callback(json.loads(raw))
-        except ValueError:
-            payload = None
-        if payload is None:
+            payload, _ = parse_callback_body(raw)  # the one parser of callbacks
+        except CallbackError:
             logger.warning("relay: ignored a malformed message")
             return
         self.stats["received"] += 1
