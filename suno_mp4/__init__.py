@@ -41,6 +41,7 @@ from ._errors import (
 )
 from ._jobs import JobRegistry, VideoJob, as_completed
 from ._limiter import SharedRateLimit
+from ._logs import enable_from_environment, enable_logging
 from ._models import CallbackPayload, MusicVideo, TaskStatus, VideoDetails, VideoRequest
 from ._store import (
     JobRecord,
@@ -50,6 +51,7 @@ from ._store import (
     MemoryJobStore,
     SQLiteJobStore,
 )
+from ._untrusted import redact
 from ._version import __version__
 
 __all__ = [
@@ -103,7 +105,11 @@ __all__ = [
     "VideoRequest",
     "__version__",
     "as_completed",
+    "enable_logging",
     "parse_callback_body",
+    "redact",
     "sign",
     "verify_signature",
 ]
+
+enable_from_environment()

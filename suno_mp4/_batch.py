@@ -22,7 +22,7 @@ from ._untrusted import short
 
 __all__ = ["Batch", "BatchResult"]
 
-logger = logging.getLogger("suno_mp4")
+logger = logging.getLogger("suno_mp4.batch")
 
 
 @attrs.frozen

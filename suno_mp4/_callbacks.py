@@ -38,7 +38,7 @@ __all__ = [
     "verify_signature",
 ]
 
-logger = logging.getLogger("suno_mp4")
+logger = logging.getLogger("suno_mp4.listener")
 
 
 class CallbackSink(Protocol):

@@ -41,8 +41,10 @@ class Display:
     """One progress display: a rich bar with counts on a terminal, plain lines (one per
     finished row) otherwise, so logs and pipes stay readable."""
 
-    def __init__(self, total: int, *, live: bool) -> None:
+    def __init__(self, total: int, *, live: bool, quiet_stdout: bool = False) -> None:
         self.total = total
+        #: Lines go to stderr (stdout holds the --json summary alone).
+        self.quiet_stdout = quiet_stdout
         self.counts: Counter[str] = Counter()
         self.live = live
         self._progress: Any = None
@@ -92,7 +94,7 @@ class Display:
         if self._progress is not None:
             self._progress.console.print(printable(text), markup=False, highlight=False)
         else:
-            click.echo(printable(text))
+            click.echo(printable(text), err=self.quiet_stdout)
 
 
 @attrs.define
@@ -321,6 +323,33 @@ def _rerun_command(file: Path, out_dir: Path, flag: str | None = None) -> str:
     return shlex.join([*parts, flag] if flag else parts)
 
 
+def _json_summary(
+    outcome: Outcome, file: Path, out_dir: Path, manifest: Path, problems: list[RowProblem]
+) -> None:
+    """``--json``: one object on stdout, then the same exit code as without it."""
+    import json
+
+    exit_code = outcome.exit_code
+    if outcome.stopped is not None:
+        exit_code = EXIT_AUTH
+    elif problems and exit_code == EXIT_OK:
+        exit_code = EXIT_FAILED
+    summary = {
+        "counts": dict(outcome.counts),
+        "malformed_rows": [{"line": p.line, "message": p.message} for p in problems],
+        "manifest": str(manifest),
+        "stopped": outcome.stopped,
+        "interrupted": outcome.exit_code == EXIT_INTERRUPTED,
+        "rerun": _rerun_command(file, out_dir),
+        "resubmit_in_doubt": _rerun_command(file, out_dir, "--resubmit-in-doubt")
+        if outcome.counts["in doubt"]
+        else None,
+        "exit_code": exit_code,
+    }
+    click.echo(json.dumps(summary))
+    sys.exit(exit_code)
+
+
 def _summary(outcome: Outcome, file: Path, out_dir: Path, manifest: Path) -> None:
     order = "done", "skipped", "render failed", "failed", "download failed", "rejected", "in doubt"
     counts = outcome.counts
@@ -360,6 +389,7 @@ def _summary(outcome: Outcome, file: Path, out_dir: Path, manifest: Path) -> Non
 @click.option("--no-download", is_flag=True, help="Only record the video URLs.")
 @click.option("--strict", is_flag=True, help="Refuse the whole file if any row is malformed.")
 @click.option("--retry-failed", is_flag=True, help="Render rows whose rendering failed again.")
+@click.option("--json", "as_json", is_flag=True, help="A JSON summary (and JSON errors).")
 @click.option(
     "--resubmit-in-doubt",
     is_flag=True,
@@ -378,6 +408,7 @@ def batch_command(
     no_download: bool,
     strict: bool,
     retry_failed: bool,
+    as_json: bool,
     resubmit_in_doubt: bool,
 ) -> None:
     """Make a video for every row of FILE (.csv with a header, or .jsonl).
@@ -412,7 +443,8 @@ def batch_command(
         store = SQLiteJobStore(out_dir / STORE_NAME)
         try:
             await _prepare(store, manifest, new_store=new_store)
-            with Display(total, live=sys.stdout.isatty()) as display:
+            live = sys.stdout.isatty() and not as_json
+            with Display(total, live=live, quiet_stdout=as_json) as display:
                 outcome.counts = display.counts
                 async with (
                     obj.client(callbacks=callbacks, rate_limit=limit, store=store) as client,
@@ -438,7 +470,9 @@ def batch_command(
                 await store.aclose()
 
     with _folder_lock(out_dir):
-        obj.run(go)
+        obj.run(go, as_json=as_json)
+    if as_json:
+        _json_summary(outcome, file, out_dir, manifest, problems)
     if outcome.stopped is not None:
         click.echo(
             f"stopped: {printable(outcome.stopped)}\nnothing after it was submitted; fix it, "

@@ -29,7 +29,7 @@ from ._untrusted import UntrustedDataError, check_url, file_in, safe_name, short
 
 __all__ = ["Progress", "download"]
 
-logger = logging.getLogger("suno_mp4")
+logger = logging.getLogger("suno_mp4.download")
 
 #: ``progress(done_bytes, total_bytes_or_None)``, called as bytes arrive.
 Progress = Callable[[int, int | None], object]
@@ -91,6 +91,10 @@ async def download(
             )
             await anyio.sleep(delay)
     await anyio.Path(part).rename(target)
+    async with await anyio.open_file(target, "rb") as fh:
+        head = await fh.read(12)
+    if head[4:8] != b"ftyp":
+        logger.warning("%s is no MP4 (a sandbox placeholder?)", short(str(target), 200))
     return target
 
 

@@ -85,20 +85,32 @@ class APIError(SunoMp4Error):
         task_id: str | None = None,
         http_status: int | None = None,
         hint: str | None = None,
+        request_id: str | None = None,
     ) -> None:
         self.code = code
+        #: The provider's id of the request, when its answer carried one.
+        self.request_id = request_id
+        #: How many times the request was sent (set once the retries are over).
+        self.attempts: int | None = None
         self.msg = printable(redact(msg), MAX_MESSAGE_CHARS)
         self.endpoint = endpoint
         self.task_id = task_id
         self.http_status = http_status
         self.hint = hint
-        super().__init__(self._message())
+        super().__init__(self.describe())
 
-    def _message(self) -> str:
+    def describe(self) -> str:
+        """The message: code, endpoint, task, the provider's text, then what to do."""
         where = f" from {short(self.endpoint, 200)}" if self.endpoint else ""
         task = f" (task {short(self.task_id)})" if self.task_id else ""
+        facts = [f"HTTP {self.http_status}"] if self.http_status else []
+        if self.attempts:
+            facts.append(f"{self.attempts} attempt{'s' if self.attempts > 1 else ''}")
+        if self.request_id:
+            facts.append(f"request id {self.request_id}")
         text = f"API error {self.code}{where}{task}: {self.msg or 'no message'}"
-        return f"{text}; {self.hint}" if self.hint else text
+        text += f" [{', '.join(facts)}]" if facts else ""
+        return printable(redact(f"{text}; {self.hint}" if self.hint else text), MAX_MESSAGE_CHARS)
 
     def __reduce__(self) -> tuple[object, ...]:
         return (_rebuild_api_error, (type(self), self.code, self.msg, self.__dict__))
@@ -110,7 +122,14 @@ def _rebuild_api_error(
     err = cls.__new__(cls)
     SunoMp4Error.__init__(err)
     err.__dict__.update(state)
-    err.args = (err._message(),)
+    err.args = (err.describe(),)
+    return err
+
+
+def _rebuild_transport_error(state: dict[str, object]) -> TransportError:
+    err = TransportError.__new__(TransportError)
+    err.__dict__.update(state)
+    err.args = (err.describe(),)
     return err
 
 
@@ -233,7 +252,17 @@ class TransportError(SunoMp4Error):
         self.endpoint = endpoint
         #: False when the request certainly never reached the server (safe to re-send).
         self.sent = sent
+        #: How many times the request was sent (set once the retries are over).
+        self.attempts: int | None = None
+        self.message = message
         super().__init__(message)
+
+    def describe(self) -> str:
+        tries = f" [{self.attempts} attempts]" if self.attempts and self.attempts > 1 else ""
+        return printable(redact(self.message + tries), MAX_MESSAGE_CHARS)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_transport_error, (self.__dict__,))
 
 
 # Code tables: one per provider profile. The seed's (Apikley) table is the default.
@@ -289,6 +318,7 @@ def error_for_code(
     task_id: str | None = None,
     http_status: int | None = None,
     retry_after: float | None = None,
+    request_id: str | None = None,
 ) -> APIError:
     """Build the exception for an API answer ``code`` using a provider's code table."""
     cls = table.get(code)
@@ -304,8 +334,17 @@ def error_for_code(
             task_id=task_id,
             http_status=http_status,
             hint=hint,
+            request_id=request_id,
         )
-    return cls(code, msg, endpoint=endpoint, task_id=task_id, http_status=http_status, hint=hint)
+    return cls(
+        code,
+        msg,
+        endpoint=endpoint,
+        task_id=task_id,
+        http_status=http_status,
+        hint=hint,
+        request_id=request_id,
+    )
 
 
 @contextmanager

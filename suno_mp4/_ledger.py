@@ -44,7 +44,7 @@ from ._untrusted import short
 
 __all__ = ["Ledger"]
 
-logger = logging.getLogger("suno_mp4")
+logger = logging.getLogger("suno_mp4.store")
 
 #: Sends a submit body (calling ``before_send`` just before it goes out); returns the task id.
 Send = Callable[[dict[str, Any], Callable[[], Awaitable[None]]], Awaitable[str]]

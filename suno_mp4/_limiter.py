@@ -20,7 +20,7 @@ from ._errors import InvalidRequestError
 
 __all__ = ["PRIORITY_POLL", "PRIORITY_SUBMIT", "Permit", "RequestLimiter", "SharedRateLimit"]
 
-logger = logging.getLogger("suno_mp4")
+logger = logging.getLogger("suno_mp4.transport")
 
 
 @runtime_checkable

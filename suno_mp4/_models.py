@@ -25,7 +25,7 @@ __all__ = [
     "VideoRequest",
 ]
 
-logger = logging.getLogger("suno_mp4")
+logger = logging.getLogger("suno_mp4.jobs")
 
 
 def utcnow() -> datetime:

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 from anyio.abc import TaskStatus as AnyioTaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._config import PollPolicy
 from ._errors import (
@@ -29,7 +29,7 @@ from ._untrusted import short
 
 __all__ = ["Poller"]
 
-logger = logging.getLogger("suno_mp4")
+logger = logging.getLogger("suno_mp4.poller")
 
 _POLL = 0
 _DEADLINE = 1
@@ -128,20 +128,26 @@ class Poller:
             receive.close()
             task_status.started()
             while True:
-                now = anyio.current_time()
-                while self._heap and self._heap[0][0] <= now:
-                    _, _, kind, generation, job = heapq.heappop(self._heap)
-                    if job.done() or job.detached:
-                        continue
-                    if kind == _DEADLINE:
-                        self._expire(job)
-                    elif generation == job.poll_generation and not job.detached:
-                        await send.send(job)  # waits for a free worker: natural backpressure
-                    now = anyio.current_time()
+                # In a function of its own: no job stays referenced while the scheduler sleeps.
+                now = await self._dispatch_due(send)
                 self._wake = anyio.Event()
                 delay = self._heap[0][0] - now if self._heap else math.inf
                 with anyio.move_on_after(delay):
                     await self._wake.wait()
+
+    async def _dispatch_due(self, send: MemoryObjectSendStream[VideoJob]) -> float:
+        """Hand every due poll to a worker and expire every due deadline; returns now."""
+        now = anyio.current_time()
+        while self._heap and self._heap[0][0] <= now:
+            _, _, kind, generation, job = heapq.heappop(self._heap)
+            if job.done() or job.detached:
+                continue
+            if kind == _DEADLINE:
+                self._expire(job)
+            elif generation == job.poll_generation:
+                await send.send(job)  # waits for a free worker: natural backpressure
+            now = anyio.current_time()
+        return now
 
     def _expire(self, job: VideoJob) -> None:
         assert self._registry is not None
@@ -152,6 +158,7 @@ class Poller:
         with receive:
             async for job in receive:
                 await self.poll(job)
+                del job  # not kept alive while this worker waits for the next one
 
     async def poll(self, job: VideoJob) -> None:
         """One poll of ``job``; its answer goes to the registry, then the next is scheduled."""

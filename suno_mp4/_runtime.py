@@ -25,7 +25,7 @@ from ._transport import Transport
 
 __all__ = ["Runtime"]
 
-logger = logging.getLogger("suno_mp4")
+logger = logging.getLogger("suno_mp4.client")
 
 
 class Runtime:

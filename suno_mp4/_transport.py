@@ -30,7 +30,7 @@ from ._version import __version__
 
 __all__ = ["Transport"]
 
-logger = logging.getLogger("suno_mp4")
+logger = logging.getLogger("suno_mp4.transport")
 
 #: Envelope codes that mean success (the seed documents 200; its schema example shows 0).
 _SUCCESS_CODES = frozenset({0, 200})
@@ -58,6 +58,22 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if math.isnan(seconds):
         return None
     return max(0.0, seconds)
+
+
+def _request_id(headers: Mapping[str, str]) -> str | None:
+    """The provider's id of the request, when its answer carries one (for support)."""
+    for name in ("X-Request-Id", "Request-Id", "X-Trace-Id"):
+        value = headers.get(name)
+        if value:
+            return short(value, 100)
+    return None
+
+
+def _with_attempts(exc: APIError | TransportError, attempts: int) -> Exception:
+    """``exc`` saying how many times the request was sent."""
+    exc.attempts = attempts
+    exc.args = (exc.describe(),)
+    return exc
 
 
 class Transport:
@@ -116,6 +132,7 @@ class Transport:
         rate limiter let it through): the write-ahead record of a submit.
         """
         retry = 0
+        sends = 0
         throttled_since: float | None = None
         while True:
             permit = await self.limiter.acquire(
@@ -132,11 +149,17 @@ class Transport:
                         if before_send is not None:
                             await before_send()
                             before_send = None
-                        data = await self._send_once(method, path, json_body, params, task_id, kind)
+                        sends += 1
+                        data = await self._send_once(
+                            method, path, json_body, params, task_id, kind, sends
+                        )
                     if wire.cancelled_caught:
                         raise TransportError(f"submit to {path} timed out", endpoint=path)
                 else:
-                    data = await self._send_once(method, path, json_body, params, task_id, kind)
+                    sends += 1
+                    data = await self._send_once(
+                        method, path, json_body, params, task_id, kind, sends
+                    )
             except RateLimitError as exc:
                 permit.release(ok=False)
                 now = anyio.current_time()
@@ -145,23 +168,33 @@ class Transport:
                 if (
                     exc.retry_after is not None and exc.retry_after > self.retry.max_retry_after
                 ) or waited > self.retry.max_throttle_wait:
-                    raise
+                    raise _with_attempts(exc, sends) from None
                 # The pause applies client-wide; this request then queues in the limiter.
                 backoff = max(self.retry.initial_backoff, self.retry.backoff(retry, self._rng))
+                logger.warning(
+                    "%s %s (task %s) rate limited (%s, attempt %d): waiting %.2f s",
+                    method,
+                    path,
+                    short(task_id),
+                    exc.code,
+                    sends,
+                    exc.retry_after if exc.retry_after is not None else backoff,
+                )
                 self.limiter.throttle(permit, exc.retry_after, backoff)
                 continue
             except (APIError, TransportError) as exc:
                 permit.release(ok=False)
                 delay = self._retry_delay(exc, kind, retry)
                 if delay is None:
-                    raise
+                    raise _with_attempts(exc, sends) from None
                 retry += 1
-                logger.info(
-                    "retrying %s %s (task %s) in %.2f s after %s",
+                logger.warning(
+                    "retrying %s %s (task %s) in %.2f s, attempt %d failed: %s",
                     method,
                     path,
                     short(task_id),
                     delay,
+                    sends,
                     exc,
                 )
                 await anyio.sleep(delay)
@@ -196,9 +229,39 @@ class Transport:
         params: Mapping[str, str] | None,
         task_id: str | None,
         kind: Kind,
+        attempt: int,
     ) -> Any:
         url = self._base_url + path
         self.sent[kind] += 1
+        started = anyio.current_time()
+        status: object = "no answer"
+        try:
+            data = await self._exchange(method, path, url, json_body, params, task_id)
+            status = 200
+            return data
+        except APIError as exc:
+            status = exc.http_status or exc.code
+            raise
+        finally:
+            logger.debug(
+                "%s %s (task %s) -> %s in %.0f ms, attempt %d",
+                method,
+                path,
+                short(task_id),
+                status,
+                (anyio.current_time() - started) * 1000,
+                attempt,
+            )
+
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        url: str,
+        json_body: Mapping[str, Any] | None,
+        params: Mapping[str, str] | None,
+        task_id: str | None,
+    ) -> Any:
         with map_exceptions(path):
             async with self._session.request(
                 method,
@@ -212,6 +275,7 @@ class Transport:
             ) as resp:
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                 status = resp.status
+                request_id = _request_id(resp.headers)
                 try:
                     body = await self._read_capped(resp)
                 except UntrustedDataError as exc:
@@ -221,8 +285,9 @@ class Transport:
                         endpoint=path,
                         task_id=task_id,
                         http_status=status,
+                        request_id=request_id,
                     ) from None
-        return self._decode(path, status, body, retry_after, task_id)
+        return self._decode(path, status, body, retry_after, task_id, request_id)
 
     async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
         """The body, decompressed, refused past ``max_response_bytes`` (before and after
@@ -238,7 +303,13 @@ class Transport:
         return decompress(bytes(raw), resp.headers.get("Content-Encoding"), limit)
 
     def _decode(
-        self, path: str, status: int, body: bytes, retry_after: float | None, task_id: str | None
+        self,
+        path: str,
+        status: int,
+        body: bytes,
+        retry_after: float | None,
+        task_id: str | None,
+        request_id: str | None = None,
     ) -> Any:
         """The envelope: the body's ``code`` is the truth, whatever the HTTP status says."""
         try:
@@ -258,6 +329,7 @@ class Transport:
                 task_id=task_id,
                 http_status=status,
                 retry_after=retry_after,
+                request_id=request_id,
             )
         code = envelope["code"]
         if code in _SUCCESS_CODES and status < 400:
@@ -271,6 +343,7 @@ class Transport:
             task_id=task_id,
             http_status=status,
             retry_after=retry_after,
+            request_id=request_id,
         )
 
     @asynccontextmanager

@@ -33,6 +33,23 @@ def _missing_extra() -> int:
     return EXIT_USAGE
 
 
+def _cli_words(text: str) -> str:
+    """An SDK message in the CLI's words: its options and commands, not Python calls."""
+    import re
+
+    text = text.replace("pass Client(api_key=...)", "pass --api-key")
+    return re.sub(r"client\.job\((['\"]?)([^)]*?)\1\)", r"suno-mp4 wait \2", text)
+
+
+def is_mp4(path: object) -> bool:
+    """Whether the file starts like an MP4 (an ISO media file: ``ftyp`` at byte 4)."""
+    try:
+        with open(str(path), "rb") as fh:
+            return fh.read(12)[4:8] == b"ftyp"
+    except OSError:
+        return False
+
+
 def _mask(text: str, secret: str | None) -> str:
     """``text`` fit for a terminal: the key masked, control characters replaced."""
     from ._untrusted import mask, printable
@@ -100,12 +117,16 @@ if HAVE_CLICK:
             self.api_key = api_key
             self.base_url = base_url
             self.debug = debug
+            #: Set by a command given --json: errors are JSON (on stdout) too.
+            self.as_json = False
 
         def client(self, **kw: Any) -> Client:
             return Client(self.api_key, base_url=self.base_url, **kw)
 
-        def run(self, fn: Callable[[], Awaitable[T]]) -> T:
-            """Run ``fn`` on asyncio; SDK errors become one readable line and an exit code."""
+        def run(self, fn: Callable[[], Awaitable[T]], *, as_json: bool = False) -> T:
+            """Run ``fn`` on asyncio; SDK errors become one readable line (a JSON object with
+            ``as_json``) and an exit code."""
+            self.as_json = as_json
             import anyio
 
             from . import (
@@ -128,7 +149,15 @@ if HAVE_CLICK:
         def _fail(self, exc: BaseException, code: int) -> None:
             if self.debug:
                 traceback.print_exception(exc)
-            click.echo(f"error: {_mask(str(exc), self.api_key)}", err=True)
+            message = _mask(_cli_words(str(exc)), self.api_key)
+            if self.as_json:
+                error = {"type": type(exc).__name__, "message": message, "exit_code": code}
+                for name in ("code", "http_status", "task_id", "request_id", "attempts"):
+                    if getattr(exc, name, None) is not None:
+                        error[name] = getattr(exc, name)
+                click.echo(json.dumps({"error": error}))
+            else:
+                click.echo(f"error: {message}", err=True)
             sys.exit(code)
 
     pass_ctx = click.make_pass_decorator(_Context)
@@ -143,9 +172,20 @@ if HAVE_CLICK:
     )
     @click.option("--base-url", envvar="SUNO_MP4_BASE_URL", show_envvar=True, help="API server.")
     @click.option("--debug", is_flag=True, help="Show tracebacks.")
+    @click.option(
+        "--verbose", "-v", is_flag=True, help="Log every request and job change (stderr)."
+    )
     @click.pass_context
-    def cli(ctx: click.Context, api_key: str | None, base_url: str | None, debug: bool) -> None:
-        """Turn generated music into music videos (Suno-compatible music-video API)."""
+    def cli(
+        ctx: click.Context, api_key: str | None, base_url: str | None, debug: bool, verbose: bool
+    ) -> None:
+        """Turn generated music into music videos (Suno-compatible music-video API).
+
+        SUNO_MP4_LOG=debug logs as --verbose does."""
+        if verbose:
+            from ._logs import enable_logging
+
+            enable_logging("debug")
         ctx.obj = _Context(api_key, base_url, debug)
 
     async def _finish(
@@ -220,7 +260,7 @@ if HAVE_CLICK:
                     return
                 await _finish(client, job, timeout, download, as_json)
 
-        obj.run(go)
+        obj.run(go, as_json=as_json)
 
     @cli.command()
     @click.argument("video_task_id")
@@ -249,7 +289,7 @@ if HAVE_CLICK:
                 rows.append(("error", f"{details.error_code}: {details.error_message}"))
             _table(rows)
 
-        obj.run(go)
+        obj.run(go, as_json=as_json)
 
     def _table(rows: list[tuple[str, str]]) -> None:
         if sys.stdout.isatty():
@@ -282,14 +322,17 @@ if HAVE_CLICK:
             async with obj.client() as client:
                 await _finish(client, client.job(video_task_id), timeout, download, as_json)
 
-        obj.run(go)
+        obj.run(go, as_json=as_json)
 
     @cli.command()
     @click.argument("url_or_task_id")
-    @click.argument("path", type=click.Path(path_type=Path))
+    @click.argument("path", type=click.Path())
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
     @pass_ctx
-    def download(obj: _Context, url_or_task_id: str, path: Path) -> None:
-        """Download a video by its URL or its video task id."""
+    def download(obj: _Context, url_or_task_id: str, path: str, as_json: bool) -> None:
+        """Download a video by its URL or its video task id.
+
+        PATH is the file, or a folder (existing, or ending in /) to put it in."""
         from . import VideoExpiredError
 
         async def go() -> Path:
@@ -304,7 +347,14 @@ if HAVE_CLICK:
                     url = details.video_url
                 return await client.download(url, path)
 
-        click.echo(printable(str(obj.run(go))))
+        saved = obj.run(go, as_json=as_json)
+        mp4 = is_mp4(saved)
+        if as_json:
+            click.echo(json.dumps({"path": str(saved), "is_mp4": mp4}))
+        else:
+            click.echo(printable(str(saved)))
+            if not mp4:
+                click.echo("note: this file is no MP4 (a sandbox placeholder?)", err=True)
 
     cli.add_command(batch_command)
 

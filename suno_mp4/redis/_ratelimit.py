@@ -17,7 +17,7 @@ from ._common import DEFAULT_NAMESPACE, NOW, Redis, RedisError, key_prefix
 
 __all__ = ["RedisRateLimit"]
 
-logger = logging.getLogger("suno_mp4")
+logger = logging.getLogger("suno_mp4.redis")
 
 
 #: KEYS: permits (sorted set token -> ms when it stops counting), pause flag.

@@ -20,7 +20,7 @@ from ._common import DEFAULT_NAMESPACE, Redis, RedisError, key_prefix
 
 __all__ = ["RedisCallbackRelay"]
 
-logger = logging.getLogger("suno_mp4")
+logger = logging.getLogger("suno_mp4.redis")
 
 
 class RedisCallbackRelay:

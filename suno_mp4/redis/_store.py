@@ -14,7 +14,7 @@ from ._common import DEFAULT_NAMESPACE, Redis, default_worker_id, key_prefix, st
 
 __all__ = ["RedisJobStore"]
 
-logger = logging.getLogger("suno_mp4")
+logger = logging.getLogger("suno_mp4.redis")
 
 
 #: KEYS: dead worker's lease, its unfinished keys, its keys; ours: unfinished, keys;
