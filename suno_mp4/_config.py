@@ -51,8 +51,21 @@ class PollPolicy:
     #: Nobody waits unbounded by default: after this a waiter gets ``JobTimeoutError``
     #: (the remote task keeps running). ``None`` disables the deadline.
     max_wait: float | None = attrs.field(default=3600.0)
+    #: ``"geometric"``: the gaps above. ``"learned"`` (experimental): the poller learns this
+    #: account's render times (censoring-aware) and polls a job when it has finished with
+    #: probability ``1 / polls_per_job`` since its last poll; ``initial_delay`` and
+    #: ``max_interval`` stay bounds.
+    schedule: str = attrs.field(default="geometric")
+    #: The learned schedule's budget: about this many polls per job.
+    polls_per_job: float = attrs.field(default=3.0, validator=_positive)
 
     def __attrs_post_init__(self) -> None:
+        if self.schedule not in ("geometric", "learned"):
+            raise InvalidRequestError(
+                f"schedule must be 'geometric' or 'learned', got {self.schedule!r}"
+            )
+        if self.polls_per_job < 1:
+            raise InvalidRequestError(f"polls_per_job must be >= 1, got {self.polls_per_job!r}")
         if self.factor < 1:
             raise InvalidRequestError(f"factor must be >= 1, got {self.factor!r}")
         if self.max_wait is not None and not self.max_wait > 0:

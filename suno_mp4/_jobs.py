@@ -30,6 +30,10 @@ class Scheduler(Protocol):
         """Stop polling ``job`` (released)."""
         ...
 
+    def learn(self, job: VideoJob) -> None:
+        """``job`` resolved (by a poll, a callback, an error): what it tells about renders."""
+        ...
+
     async def fetch(self, task_id: str) -> VideoDetails:
         """Ask the API about ``task_id`` now."""
         ...
@@ -407,6 +411,8 @@ class JobRegistry:
             "video" if isinstance(outcome, MusicVideo) else type(outcome).__name__,
         )
         job._resolve(outcome)
+        if source in ("poll", "callback"):
+            self._scheduler.learn(job)
         return True
 
     def _buffer(self, payload: CallbackPayload) -> None:

@@ -25,6 +25,7 @@ from ._errors import (
 )
 from ._jobs import JobRegistry, VideoJob
 from ._models import VideoDetails
+from ._survival import RenderTimeEstimate
 from ._untrusted import short
 
 __all__ = ["Poller"]
@@ -71,6 +72,8 @@ class Poller:
         self._seq = itertools.count()
         self._wake = anyio.Event()
         self._stale = 0
+        #: The learned render-time distribution (``PollPolicy(schedule="learned")``).
+        self.estimate = RenderTimeEstimate() if policy.schedule == "learned" else None
         #: Polls sent (statistics).
         self.polls = 0
 
@@ -89,9 +92,38 @@ class Poller:
                 base = self.policy.fallback_interval
                 delay = base * (1 + self.policy.jitter * (2 * self._rng.random() - 1))
             else:
-                delay = self.policy.delay(job.poll_attempt, self._rng)
+                delay = self._learned_delay(job)
+                if delay is None:
+                    delay = self.policy.delay(job.poll_attempt, self._rng)
         job.poll_generation += 1
         self._push(anyio.current_time() + delay, _POLL, job)
+
+    def _learned_delay(self, job: VideoJob) -> float | None:
+        """The learned schedule's next gap (within the policy's bounds), or ``None``."""
+        if self.estimate is None:
+            return None
+        age = anyio.current_time() - job.created_at
+        when = self.estimate.next_poll(age, chance=1 / self.policy.polls_per_job)
+        if when is None:
+            return None
+        low = self.policy.initial_delay if job.poll_attempt == 0 else 0.05
+        return min(self.policy.max_interval, max(low - age, when - age, 0.05))
+
+    def learn(self, job: VideoJob) -> None:
+        """A job resolved: its render time feeds the estimate (the server's timestamps when
+        the details carry both, else the time since it was submitted here)."""
+        if self.estimate is None:
+            return
+        details = job.details
+        took: float | None = None
+        if details is not None and details.created_at and details.completed_at:
+            took = (details.completed_at - details.created_at).total_seconds()
+        if took is None or took < 0:
+            took = anyio.current_time() - job.created_at
+        if job.exception() is None:
+            self.estimate.finished(job.task_id, took)
+        else:
+            self.estimate.forget(job.task_id)
 
     def _push(self, due: float, kind: int, job: VideoJob) -> None:
         earliest = not self._heap or due < self._heap[0][0]
@@ -188,6 +220,8 @@ class Poller:
         job.polls += 1
         job.poll_attempt += 1
         self._registry.apply_details(details)
+        if self.estimate is not None and not job.done():
+            self.estimate.pending(job.task_id, anyio.current_time() - job.created_at)
         self._reschedule(job, generation, None)
 
     def _reschedule(self, job: VideoJob, generation: int, delay: float | None) -> None:

@@ -1,0 +1,128 @@
+"""How long this account's videos take to render, learned from the jobs the client sees:
+a weighted Kaplan-Meier estimate that counts pending jobs as right-censored (the first jobs
+to finish are the fastest: learning from finished jobs alone would think renders are
+quick), forgets old observations so a change of the service's speed is followed, and
+starts from a weak prior. The poller asks it when to poll next.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import OrderedDict
+
+__all__ = ["RenderTimeEstimate"]
+
+
+class RenderTimeEstimate:
+    """Online estimate of the render-time distribution.
+
+    ``finished(key, seconds)`` records a job that took ``seconds``; ``pending(key,
+    seconds)`` records that a job was still rendering at that age (it replaces the job's
+    earlier censoring). ``survival(t)`` is the estimated probability a render takes longer
+    than ``t``; ``next_poll(age)`` the age at which to poll a job next.
+    """
+
+    def __init__(
+        self,
+        *,
+        window: int = 2000,
+        half_life: float = 1000.0,
+        prior: tuple[float, ...] = (2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0, 300.0),
+        prior_weight: float = 0.5,
+    ) -> None:
+        #: Observations: key -> (seconds, finished?, sequence number).
+        self._seen: OrderedDict[str, tuple[float, bool, int]] = OrderedDict()
+        self._window = window
+        self._decay = 0.5 ** (1 / half_life)  # the weight of an observation per newer one
+        self._prior = prior
+        self._prior_weight = prior_weight
+        self._seq = 0
+        self._curve: tuple[list[float], list[float]] | None = None
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def finished(self, key: str, seconds: float) -> None:
+        self._add(key, max(0.0, seconds), True)
+
+    def pending(self, key: str, seconds: float) -> None:
+        known = self._seen.get(key)
+        if known is not None and known[1]:
+            return  # finished already: a late "still pending" changes nothing
+        self._add(key, max(0.0, seconds), False)
+
+    def forget(self, key: str) -> None:
+        """A job that will say nothing more (released, failed): drop its censoring."""
+        known = self._seen.get(key)
+        if known is not None and not known[1]:
+            del self._seen[key]
+            self._curve = None
+
+    def _add(self, key: str, seconds: float, done: bool) -> None:
+        self._seq += 1
+        self._seen.pop(key, None)
+        self._seen[key] = (seconds, done, self._seq)
+        while len(self._seen) > self._window:
+            self._seen.popitem(last=False)
+        self._curve = None
+
+    def _survival_curve(self) -> tuple[list[float], list[float]]:
+        """Event times and S just after each (weighted Kaplan-Meier)."""
+        if self._curve is not None:
+            return self._curve
+        rows: list[tuple[float, bool, float]] = [
+            (t, done, self._decay ** (self._seq - seq)) for t, done, seq in self._seen.values()
+        ]
+        rows += [(t, True, self._prior_weight / len(self._prior)) for t in self._prior]
+        rows.sort(key=lambda r: (r[0], not r[1]))  # at equal times, events before censoring
+        at_risk = sum(w for _, _, w in rows)
+        times: list[float] = []
+        survival: list[float] = []
+        s = 1.0
+        i = 0
+        while i < len(rows):
+            t = rows[i][0]
+            events = removed = 0.0
+            while i < len(rows) and rows[i][0] == t:
+                removed += rows[i][2]
+                if rows[i][1]:
+                    events += rows[i][2]
+                i += 1
+            if events > 0 and at_risk > 0:
+                s *= 1 - events / at_risk
+                times.append(t)
+                survival.append(s)
+            at_risk -= removed
+        self._curve = (times, survival)
+        return self._curve
+
+    def survival(self, t: float) -> float:
+        """P(render time > t), estimated."""
+        times, survival = self._survival_curve()
+        i = bisect.bisect_right(times, t)
+        return 1.0 if i == 0 else survival[i - 1]
+
+    def quantile(self, p: float) -> float:
+        """The smallest t with P(render time <= t) >= p (the last event time if beyond)."""
+        times, survival = self._survival_curve()
+        for t, s in zip(times, survival, strict=True):
+            if 1 - s >= p:
+                return t
+        return times[-1] if times else math.inf
+
+    def next_poll(self, age: float, *, chance: float) -> float | None:
+        """The age at which a job still rendering at ``age`` has finished with probability
+        ``chance`` (conditionally on having taken ``age`` already): polling there, each poll
+        finds the job done with that probability, so a job costs about ``1 / chance``
+        polls. ``None`` past what the estimate knows (the caller falls back)."""
+        times, survival = self._survival_curve()
+        start = self.survival(age)
+        if start <= 0:
+            return None
+        goal = start * (1 - chance)
+        i = bisect.bisect_right(times, age)
+        for t, s in zip(times[i:], survival[i:], strict=True):
+            if s <= goal + 1e-12:
+                return t
+        return None
