@@ -30,6 +30,7 @@ class RenderTimeEstimate:
         half_life: float = 1000.0,
         prior: tuple[float, ...] = (2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0, 300.0),
         prior_weight: float = 0.5,
+        refresh_every: int = 25,
     ) -> None:
         #: Observations: key -> (seconds, finished?, sequence number).
         self._seen: OrderedDict[str, tuple[float, bool, int]] = OrderedDict()
@@ -39,6 +40,10 @@ class RenderTimeEstimate:
         self._prior_weight = prior_weight
         self._seq = 0
         self._curve: tuple[list[float], list[float]] | None = None
+        # The curve is recomputed after this many new observations (it moves slowly; a
+        # recomputation sorts every observation).
+        self._refresh_every = refresh_every
+        self._dirty = 0
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -57,7 +62,7 @@ class RenderTimeEstimate:
         known = self._seen.get(key)
         if known is not None and not known[1]:
             del self._seen[key]
-            self._curve = None
+            self._dirty += 1
 
     def _add(self, key: str, seconds: float, done: bool) -> None:
         self._seq += 1
@@ -65,12 +70,13 @@ class RenderTimeEstimate:
         self._seen[key] = (seconds, done, self._seq)
         while len(self._seen) > self._window:
             self._seen.popitem(last=False)
-        self._curve = None
+        self._dirty += 1
 
     def _survival_curve(self) -> tuple[list[float], list[float]]:
         """Event times and S just after each (weighted Kaplan-Meier)."""
-        if self._curve is not None:
+        if self._curve is not None and self._dirty < self._refresh_every:
             return self._curve
+        self._dirty = 0
         rows: list[tuple[float, bool, float]] = [
             (t, done, self._decay ** (self._seq - seq)) for t, done, seq in self._seen.values()
         ]
