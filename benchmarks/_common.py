@@ -9,7 +9,7 @@ import re
 import statistics
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -89,6 +89,13 @@ def pct(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     k = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
     return ordered[k]
+
+
+def spread(values: Iterable[float], digits: int = 2) -> str:
+    """``median [min-max]`` of several runs: the figure the README and RESULTS quote."""
+    ordered = sorted(values)
+    mid, low, high = ordered[len(ordered) // 2], ordered[0], ordered[-1]
+    return f"{mid:.{digits}f} [{low:.{digits}f}-{high:.{digits}f}]"
 
 
 def median(values: Sequence[float]) -> float:

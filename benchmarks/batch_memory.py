@@ -28,7 +28,7 @@ from typing import Any
 from suno_mp4 import JobRecord, JobState, MusicVideo, SQLiteJobStore, VideoRequest
 from suno_mp4._store import _FIELDS, _row
 
-from ._common import sandbox_process, table
+from ._common import sandbox_process, spread, table
 
 CLI = [sys.executable, "-m", "suno_mp4.cli"]
 
@@ -108,13 +108,11 @@ def measure(rows: int, runs: int) -> tuple[list[str], list[list[Any]]]:
                 results.setdefault(name, []).append(peak_mb(command, run_env))
     rows_out = []
     for name, samples in results.items():
-        mbs = sorted(s[0] for s in samples)
-        secs = sorted(s[1] for s in samples)
         rows_out.append(
             [
                 name,
-                f"{mbs[len(mbs) // 2]:.0f} [{mbs[0]:.0f}-{mbs[-1]:.0f}]",
-                f"{secs[len(secs) // 2]:.1f} [{secs[0]:.1f}-{secs[-1]:.1f}]",
+                spread((s[0] for s in samples), 0),
+                spread((s[1] for s in samples), 1),
                 samples[-1][2],
                 samples[-1][3][:70],
             ]

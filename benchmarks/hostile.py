@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ._common import table
+from ._common import spread, table
 
 CASES = ("gzip bomb (1 MB -> 1 GB)", "100 MB, Content-Length", "100 MB, chunked")
 MB = 1024 * 1024
@@ -117,17 +117,12 @@ async def measure(runs: int, *, baseline: bool = True) -> tuple[list[str], list[
                     result = await _read(side, base_url, case)
                     growth[side].append(result["growth_mb"])
                     outcome[side] = result["outcome"]
-            raw = [_spread(growth["raw"]), outcome["raw"]] if baseline else ["-", "-"]
-            rows.append([name, _spread(growth["sdk"]), outcome["sdk"], *raw])
+            raw = [spread(growth["raw"], 1), outcome["raw"]] if baseline else ["-", "-"]
+            rows.append([name, spread(growth["sdk"], 1), outcome["sdk"], *raw])
     finally:
         await runner.cleanup()
     headers = ["answer", "SDK peak RSS growth (MB)", "SDK outcome", "raw aiohttp (MB)", "raw"]
     return headers, rows
-
-
-def _spread(values: list[float]) -> str:
-    ordered = sorted(values)
-    return f"{ordered[len(ordered) // 2]:.1f} [{ordered[0]:.1f}-{ordered[-1]:.1f}]"
 
 
 def main() -> None:

@@ -90,7 +90,7 @@ def run(jobs: int, seeds: int) -> tuple[list[str], list[list[Any]]]:
     policy = PollPolicy()
     bounds = PollPolicy(initial_delay=0.0)  # the default cap of 30 s between polls
     rows: list[list[Any]] = []
-    for spread, draw in SPREADS.items():
+    for spread_name, draw in SPREADS.items():
         results: dict[str, list[dict[str, float]]] = {}
         for seed in range(seeds):
             rng = random.Random(seed)
@@ -117,15 +117,10 @@ def run(jobs: int, seeds: int) -> tuple[list[str], list[list[Any]]]:
                 )
         for name, runs in results.items():
             rows.append(
-                [spread, name]
-                + [_spread(r[k] for r in runs) for k in ("polls", "p50", "p95", "max")]
+                [spread_name, name]
+                + [spread(r[k] for r in runs) for k in ("polls", "p50", "p95", "max")]
             )
     return ["spread", "strategy", "polls/job", "lag p50 (s)", "lag p95 (s)", "lag max (s)"], rows
-
-
-def _spread(values: Any) -> str:
-    ordered = sorted(values)
-    return f"{ordered[len(ordered) // 2]:.2f} [{ordered[0]:.2f}-{ordered[-1]:.2f}]"
 
 
 def main() -> None:
