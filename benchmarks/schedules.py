@@ -25,7 +25,7 @@ from typing import Any
 from suno_mp4 import PollPolicy
 from suno_mp4._survival import RenderTimeEstimate
 
-from ._common import table
+from ._common import spread, table
 
 SPREADS: dict[str, Callable[[random.Random], float]] = {
     "uniform 1-20 s": lambda r: r.uniform(1, 20),
