@@ -78,8 +78,8 @@ def _simulate(
 def _learned(estimate: RenderTimeEstimate, policy: PollPolicy) -> Callable[..., float | None]:
     def gap(job: int, age: float, polls: int) -> float | None:
         when = estimate.next_poll(age, chance=1 / BUDGET)
-        if when is None:
-            return policy.delay(polls, random.Random(job))
+        if when is None:  # as the poller: beyond what was seen, grow with the job's age
+            return min(policy.max_interval, max(0.5, age * 0.3))
         low = policy.initial_delay if polls == 0 else 0.05
         return min(policy.max_interval, max(low - age, when - age, 0.05))
 

@@ -104,8 +104,8 @@ class Poller:
             return None
         age = anyio.current_time() - job.created_at
         when = self.estimate.next_poll(age, chance=1 / self.policy.polls_per_job)
-        if when is None:
-            return None
+        if when is None:  # beyond what was seen: grow with the job's age
+            return min(self.policy.max_interval, max(0.5, age * 0.3))
         low = self.policy.initial_delay if job.poll_attempt == 0 else 0.05
         return min(self.policy.max_interval, max(low - age, when - age, 0.05))
 

@@ -44,6 +44,8 @@ class RenderTimeEstimate:
         # recomputation sorts every observation).
         self._refresh_every = refresh_every
         self._dirty = 0
+        #: The longest render seen (the prior's guesses beyond it are no knowledge).
+        self._longest = max(prior)
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -65,9 +67,14 @@ class RenderTimeEstimate:
             self._dirty += 1
 
     def _add(self, key: str, seconds: float, done: bool) -> None:
-        self._seq += 1
-        self._seen.pop(key, None)
-        self._seen[key] = (seconds, done, self._seq)
+        # A job keeps the weight of when it was first seen: refreshing a pending job's
+        # weight at every poll would weigh the slow (still pending) jobs above the finished
+        # ones, and bias the estimate towards long renders.
+        known = self._seen.pop(key, None)
+        if known is None:
+            self._seq += 1
+        seq = known[2] if known is not None else self._seq
+        self._seen[key] = (seconds, done, seq)
         while len(self._seen) > self._window:
             self._seen.popitem(last=False)
         self._dirty += 1
@@ -80,6 +87,8 @@ class RenderTimeEstimate:
         rows: list[tuple[float, bool, float]] = [
             (t, done, self._decay ** (self._seq - seq)) for t, done, seq in self._seen.values()
         ]
+        seen = [r[0] for r in rows if r[1]]
+        self._longest = max(seen) if seen else max(self._prior)
         rows += [(t, True, self._prior_weight / len(self._prior)) for t in self._prior]
         rows.sort(key=lambda r: (r[0], not r[1]))  # at equal times, events before censoring
         at_risk = sum(w for _, _, w in rows)
@@ -129,6 +138,8 @@ class RenderTimeEstimate:
         goal = start * (1 - chance)
         i = bisect.bisect_right(times, age)
         for t, s in zip(times[i:], survival[i:], strict=True):
+            if t > self._longest:
+                return None  # only the prior speaks there: not knowledge enough to wait on
             if s <= goal + 1e-12:
                 return t
         return None
