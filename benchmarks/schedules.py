@@ -4,9 +4,10 @@
     python -m benchmarks.schedules [--jobs 2000] [--seeds 3]
 
 Strategies: the learned schedule (``PollPolicy(schedule="learned")``: online, from the
-jobs seen so far, censoring-aware, ~3 polls/job), the same schedule computed from the true
-distribution (the bound it approaches), the geometric default (2 s, x1.5, cap 30 s), and
-fixed loops of 1, 2, 5, 10 s. Jobs arrive at a steady rate; a job is resolved by the
+jobs seen so far, censoring-aware, ~3 polls/job), the same rule on the true distribution,
+the bound (the schedule minimising the mean lag at 3 polls/job, computed offline from the
+true distribution), the geometric default (2 s, x1.5, cap 30 s), and fixed loops of 1, 2,
+5, 10 s. Jobs arrive at a steady rate; a job is resolved by the
 first poll at or after its render ends; lag = that poll - the end of the render. The
 first 100 jobs are a warm-up, not counted. Median [min-max] over the seeds. The uniform
 30-300 s spread runs at 1/15 time scale.
@@ -15,6 +16,7 @@ first 100 jobs are a warm-up, not counted. Median [min-max] over the seeds. The 
 from __future__ import annotations
 
 import argparse
+import bisect
 import heapq
 import math
 import random
@@ -75,6 +77,61 @@ def _simulate(
     }
 
 
+def optimal_schedule(samples: list[float], budget: float, cells: int = 150) -> list[float]:
+    """The poll ages that minimise the mean lag at ``budget`` polls per job, for render
+    times distributed as ``samples``: a dynamic programme over a grid (a poll at cell j after
+    one at cell i costs the lag of the renders ending between them, plus lambda for every
+    job still rendering at i), with lambda bisected until the schedule spends the budget."""
+    ordered = sorted(samples)
+    top = ordered[int(len(ordered) * 0.999)]
+    grid = [top * j / cells for j in range(cells + 1)]
+    mass = [0.0] * (cells + 1)
+    for r in ordered:
+        mass[min(cells, max(1, math.ceil(r / top * cells)))] += 1 / len(ordered)
+    mid = [0.0] + [(grid[j - 1] + grid[j]) / 2 for j in range(1, cells + 1)]
+    cum_m, cum_w = [0.0], [0.0]
+    for j in range(1, cells + 1):
+        cum_m.append(cum_m[-1] + mass[j])
+        cum_w.append(cum_w[-1] + mass[j] * mid[j])
+
+    def solve(lam: float) -> tuple[list[float], float]:
+        best = [0.0] + [math.inf] * cells
+        back = [0] * (cells + 1)
+        for j in range(1, cells + 1):
+            g = grid[j]
+            for i in range(j):
+                cost = g * (cum_m[j] - cum_m[i]) - (cum_w[j] - cum_w[i])
+                total = best[i] + cost + lam * (1 - cum_m[i])
+                if total < best[j]:
+                    best[j], back[j] = total, i
+        ages, j = [], cells
+        while j > 0:
+            ages.append(grid[j])
+            j = back[j]
+        ages.reverse()
+        polls = sum(1 - cum_m[round(a / top * cells)] for a in [0.0, *ages[:-1]])
+        return ages, polls
+
+    low, high = 0.0, top
+    ages, _ = solve(high)
+    for _ in range(30):
+        lam = (low + high) / 2
+        candidate, polls = solve(lam)
+        if polls > budget:
+            low = lam
+        else:
+            high, ages = lam, candidate
+    return ages
+
+
+def _fixed_ages(ages: list[float]) -> Callable[..., float | None]:
+    def gap(job: int, age: float, polls: int) -> float | None:
+        i = bisect.bisect_right(ages, age + 1e-9)
+        return ages[i] - age if i < len(ages) else 1.0
+
+    return gap
+
+
 def _learned(estimate: RenderTimeEstimate, policy: PollPolicy) -> Callable[..., float | None]:
     def gap(job: int, age: float, polls: int) -> float | None:
         when = estimate.next_poll(age, chance=1 / BUDGET)
@@ -100,11 +157,15 @@ def run(jobs: int, seeds: int) -> tuple[list[str], list[list[Any]]]:
             results.setdefault("learned (online)", []).append(
                 _simulate(renders, interval, _learned(learned, bounds), learned)
             )
-            truth = RenderTimeEstimate(window=20_000, prior_weight=0.0, refresh_every=10**9)
-            for i in range(20_000):
-                truth.finished(str(i), draw(random.Random(10_000 + i)))
-            results.setdefault("bound: same rule, true distribution", []).append(
-                _simulate(renders, interval, _learned(truth, bounds), None)
+            truth = [draw(random.Random(10_000 + i)) for i in range(20_000)]
+            known = RenderTimeEstimate(window=20_000, prior_weight=0.0, refresh_every=10**9)
+            for i, took in enumerate(truth):
+                known.finished(str(i), took)
+            results.setdefault("same rule, true distribution", []).append(
+                _simulate(renders, interval, _learned(known, bounds), None)
+            )
+            results.setdefault("bound: optimal offline, true distribution", []).append(
+                _simulate(renders, interval, _fixed_ages(optimal_schedule(truth, BUDGET)), None)
             )
             results.setdefault("geometric default (2 s x1.5, cap 30)", []).append(
                 _simulate(
