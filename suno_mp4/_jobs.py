@@ -104,7 +104,8 @@ class VideoJob:
         self._deadline = deadline
         self._status = TaskStatus.PENDING
         self._details: VideoDetails | None = None
-        self._event = anyio.Event()
+        # Made when someone first waits: thousands of jobs nobody awaits yet hold none.
+        self._event: anyio.Event | None = None
         self._outcome: Outcome | None = None
         self._waiters = 0
         self._callbacks: list[DoneCallback] = []
@@ -159,6 +160,8 @@ class VideoJob:
             self._add_waiter()
             try:
                 with anyio.move_on_after(limit):
+                    if self._event is None:
+                        self._event = anyio.Event()
                     await self._event.wait()
             finally:
                 self._remove_waiter()
@@ -199,7 +202,8 @@ class VideoJob:
 
     def _resolve(self, outcome: Outcome) -> None:
         self._outcome = outcome
-        self._event.set()
+        if self._event is not None:
+            self._event.set()
         callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
             self._call(callback)
