@@ -440,12 +440,13 @@ class CallbackListener:
             return self._answer(200, "received", payload)
         assert sink is not None
         resolved = sink.deliver(payload)
-        logger.debug(
-            "callback for %s (code %s): %s",
-            short(payload.task_id),
-            payload.code,
-            "resolved its job" if resolved else "no pending job resolved",
-        )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "callback for %s (code %s): %s",
+                short(payload.task_id),
+                payload.code,
+                "resolved its job" if resolved else "no pending job resolved",
+            )
         return self._answer(200, "received", payload)
 
     def _answer(

@@ -193,7 +193,7 @@ class VideoJob:
     # Called by the registry only.
 
     def _set_status(self, details: VideoDetails) -> None:
-        if details.status != self._status:
+        if details.status != self._status and logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "video task %s: %s -> %s", short(self.task_id), self._status, short(details.status)
             )
@@ -408,12 +408,13 @@ class JobRegistry:
         if len(self._recent) > self._early_max:
             self._recent.popitem(last=False)
         self.stats["resolved"] += 1
-        logger.debug(
-            "video task %s resolved by %s: %s",
-            short(job.task_id),
-            source,
-            "video" if isinstance(outcome, MusicVideo) else type(outcome).__name__,
-        )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "video task %s resolved by %s: %s",
+                short(job.task_id),
+                source,
+                "video" if isinstance(outcome, MusicVideo) else type(outcome).__name__,
+            )
         job._resolve(outcome)
         if source in ("poll", "callback"):
             self._scheduler.learn(job)
@@ -448,7 +449,8 @@ class JobRegistry:
         """Every waiter left (cancelled, timed out): nobody here wants the job now, so it is
         neither polled nor kept. Its record stays in a durable store for ``resume()``; a
         callback for it is buffered like any early one; waiting on it again re-attaches it."""
-        logger.debug("video task %s: every waiter left; released", short(job.task_id))
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("video task %s: every waiter left; released", short(job.task_id))
         job.detached = True
         job.poll_generation += 1  # invalidates its queued poll
         if self._jobs.get(job.task_id) is job:

@@ -233,6 +233,8 @@ class Transport:
     ) -> Any:
         url = self._base_url + path
         self.sent[kind] += 1
+        if not logger.isEnabledFor(logging.DEBUG):  # the hot path: not a wasted call
+            return await self._exchange(method, path, url, json_body, params, task_id)
         started = anyio.current_time()
         status: object = "no answer"
         try:
