@@ -5,6 +5,7 @@ task of its own, built once, started in order and stopped together."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from contextlib import AsyncExitStack
 from urllib.parse import urlsplit
@@ -26,6 +27,9 @@ from ._transport import Transport
 __all__ = ["Runtime"]
 
 logger = logging.getLogger("suno_mp4.client")
+
+#: The store's name for the learned render times (``PollPolicy(schedule="learned")``).
+_ESTIMATE = "render-times"
 
 
 class Runtime:
@@ -145,6 +149,8 @@ class Runtime:
             await self._start_listener(stack, self._listener)
         if self._limiter.shared is not None:
             stack.push_async_callback(self._flush_limiter)  # after every request ended
+        await self._restore_estimate()
+        stack.push_async_callback(self._keep_estimate)
         async with anyio.create_task_group() as tg:
             self._tg = tg
             try:
@@ -180,6 +186,27 @@ class Runtime:
                 listener.callback_url.rsplit("/", 1)[0],
                 self._settings.fallback_interval,
             )
+
+    async def _restore_estimate(self) -> None:
+        """A store that keeps the learned render times starts the poller warm."""
+        load = getattr(self._store, "load_meta", None)
+        if self._poller.estimate is None or load is None:
+            return
+        try:
+            saved = await load(_ESTIMATE)
+            self._poller.estimate.seed(json.loads(saved) if saved else [])
+        except Exception as exc:  # a bad saved value costs a cold start, nothing more
+            logger.warning("could not restore the learned render times: %s", exc)
+
+    async def _keep_estimate(self) -> None:
+        save = getattr(self._store, "save_meta", None)
+        if self._poller.estimate is None or save is None:
+            return
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+            try:
+                await save(_ESTIMATE, json.dumps(self._poller.estimate.recent()))
+            except Exception as exc:
+                logger.warning("could not save the learned render times: %s", exc)
 
     async def _flush_limiter(self) -> None:
         with anyio.CancelScope(shield=True), anyio.move_on_after(2):

@@ -297,6 +297,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_task ON jobs(task_id);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -358,6 +359,14 @@ class SQLiteJobStore:
 
     async def delete(self, key: str) -> None:
         await self._run(_delete, key)
+
+    async def load_meta(self, name: str) -> str | None:
+        """A value the client keeps beside the jobs (the learned render times)."""
+        value: str | None = await self._run(_meta_get, name)
+        return value
+
+    async def save_meta(self, name: str, value: str) -> None:
+        await self._run(_meta_put, name, value)
 
     async def by_state(self, *states: JobState) -> Sequence[JobRecord]:
         if not states:
@@ -429,6 +438,19 @@ def _insert(conn: sqlite3.Connection, record: JobRecord) -> JobRecord | None:
         return None
     rows = _select(conn, "key = ?", (record.key,))
     return rows[0] if rows else None
+
+
+def _meta_get(conn: sqlite3.Connection, name: str) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _meta_put(conn: sqlite3.Connection, name: str, value: str) -> None:
+    conn.execute(
+        "INSERT INTO meta (name, value) VALUES (?, ?)"
+        " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+        (name, value),
+    )
 
 
 def _delete(conn: sqlite3.Connection, key: str) -> None:

@@ -59,6 +59,17 @@ class RenderTimeEstimate:
             return  # finished already: a late "still pending" changes nothing
         self._add(key, max(0.0, seconds), False)
 
+    def recent(self, limit: int = 500) -> list[float]:
+        """The render times of the last ``limit`` finished jobs (to save with a store)."""
+        done = [t for t, finished, _ in self._seen.values() if finished]
+        return done[-limit:]
+
+    def seed(self, seconds: list[float]) -> None:
+        """Start from render times saved by an earlier process (oldest first)."""
+        for i, took in enumerate(seconds):
+            if isinstance(took, int | float) and 0 <= took < 86_400:
+                self._add(f"saved-{i}", float(took), True)
+
     def forget(self, key: str) -> None:
         """A job that will say nothing more (released, failed): drop its censoring."""
         known = self._seen.get(key)

@@ -98,3 +98,30 @@ async def test_a_client_on_the_learned_schedule_resolves_every_job_and_learns() 
             estimate = client._poller.estimate
     assert estimate is not None and len(estimate) >= 40
     assert 0.05 <= estimate.quantile(0.5) <= 1.0  # learned from these renders, not the prior
+
+
+@pytest.mark.anyio
+async def test_the_learned_render_times_are_kept_with_the_store(tmp_path: object) -> None:
+    from pathlib import Path
+
+    import anyio
+    from suno_mp4_sandbox import Sandbox
+
+    from suno_mp4 import Client, PollPolicy, SQLiteJobStore
+
+    poll = PollPolicy(schedule="learned", initial_delay=0.05, max_interval=0.5, max_wait=60)
+    db = Path(str(tmp_path)) / "jobs.db"
+    async with Sandbox(render_time=(0.1, 0.4), seed=6) as sb:
+        store = SQLiteJobStore(db)
+        async with Client(sb.api_key, base_url=sb.base_url, poll=poll, store=store) as first:
+            jobs = [await first.create_video(*sb.add_track()) for _ in range(20)]
+            with anyio.fail_after(60):
+                for job in jobs:
+                    await job
+        await store.aclose()
+        store = SQLiteJobStore(db)
+        async with Client(sb.api_key, base_url=sb.base_url, poll=poll, store=store) as second:
+            estimate = second._poller.estimate
+            assert estimate is not None and len(estimate) >= 20  # warm before its first job
+            assert estimate.quantile(0.5) <= 1.0
+        await store.aclose()
