@@ -232,14 +232,13 @@ class LeasedJobStore(JobStore, Protocol):
 
 class MemoryJobStore:
     """The default store: a dict, gone with the process. Within the process an identical
-    request is still never submitted twice: finished records are kept too, up to
-    ``max_finished`` of them (the oldest are dropped first), so a long-running process does
-    not grow without bound."""
+    request is not submitted twice as long as its record is kept: the last ``max_records``
+    records are (the oldest are dropped first, so a long-running process does not grow
+    without bound; a dropped record's job keeps running and resolving)."""
 
-    def __init__(self, *, max_finished: int = 100_000) -> None:
-        self._records: dict[str, JobRecord] = {}
-        self._finished: OrderedDict[str, None] = OrderedDict()
-        self._max_finished = max_finished
+    def __init__(self, *, max_records: int = 100_000) -> None:
+        self._records: OrderedDict[str, JobRecord] = OrderedDict()
+        self._max_records = max_records
 
     async def insert(self, record: JobRecord) -> JobRecord | None:
         existing = self._records.get(record.key)  # no await before the write: atomic
@@ -250,21 +249,15 @@ class MemoryJobStore:
 
     async def save(self, record: JobRecord) -> None:
         self._records[record.key] = record
-        if record.finished:
-            self._finished[record.key] = None
-            self._finished.move_to_end(record.key)
-            while len(self._finished) > self._max_finished:
-                old, _ = self._finished.popitem(last=False)
-                self._records.pop(old, None)
-        else:
-            self._finished.pop(record.key, None)
+        self._records.move_to_end(record.key)
+        while len(self._records) > self._max_records:
+            self._records.popitem(last=False)
 
     async def get(self, key: str) -> JobRecord | None:
         return self._records.get(key)
 
     async def delete(self, key: str) -> None:
         self._records.pop(key, None)
-        self._finished.pop(key, None)
 
     async def find_task(self, task_id: str) -> JobRecord | None:
         return next((r for r in self._records.values() if r.task_id == task_id), None)
