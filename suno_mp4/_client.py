@@ -10,11 +10,10 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Ma
 from pathlib import Path
 from typing import Any, Self
 
-import anyio
-
 from ._arguments import check_number, check_task_id, check_type, check_url_argument
 from ._batch import Batch
 from ._callbacks import CallbackListener, CallbackRelay
+from ._clock import loop_time
 from ._config import PollPolicy, RateLimit, RetryPolicy
 from ._convert import converter
 from ._download import Progress, download
@@ -175,7 +174,7 @@ class Client:
 
     def _new_job(self, task_id: str, request: VideoRequest | None, expect: bool) -> VideoJob:
         max_wait = self.poll_policy.max_wait
-        deadline = None if max_wait is None else anyio.current_time() + max_wait
+        deadline = None if max_wait is None else loop_time() + max_wait
         return VideoJob(
             task_id, request, registry=self._registry, deadline=deadline, via_listener=expect
         )

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import anyio
 
+from ._clock import loop_time
 from ._convert import utcnow, video_from_details
 from ._errors import JobTimeoutError, ServerError, SunoMp4Error, VideoGenerationError
 from ._models import CallbackPayload, MusicVideo, TaskStatus, VideoDetails, VideoRequest
@@ -90,7 +91,7 @@ class VideoJob:
         self.request = request
         #: Whether a callback to this client's listener is expected (then polls are rare).
         self.via_listener = via_listener
-        self.created_at = anyio.current_time()
+        self.created_at = loop_time()
         #: Number of polls made for this job (statistics).
         self.polls = 0
         # Poller bookkeeping: backoff step and a generation that invalidates stale entries.
@@ -155,7 +156,7 @@ class VideoJob:
         """Wait for the video. ``timeout`` (seconds) raises :class:`JobTimeoutError` for this
         waiter only; the job's overall deadline (``PollPolicy.max_wait``) applies as well."""
         if self._outcome is None:
-            start = anyio.current_time()
+            start = loop_time()
             limit = math.inf if timeout is None else max(0.0, timeout)
             self._add_waiter()
             try:
@@ -166,7 +167,7 @@ class VideoJob:
             finally:
                 self._remove_waiter()
             if self._outcome is None:
-                raise JobTimeoutError(self.task_id, anyio.current_time() - start)
+                raise JobTimeoutError(self.task_id, loop_time() - start)
         return self.result()
 
     def __await__(self) -> Generator[object, None, MusicVideo]:
@@ -421,7 +422,7 @@ class JobRegistry:
         return True
 
     def _buffer(self, payload: CallbackPayload) -> None:
-        now = anyio.current_time()
+        now = loop_time()
         while self._early:  # drop what is too old, then what does not fit
             oldest_id, (expires, _) = next(iter(self._early.items()))
             if expires > now and len(self._early) < self._early_max:

@@ -18,6 +18,7 @@ from anyio.abc import TaskStatus as StartStatus
 from anyio.streams.memory import MemoryObjectSendStream
 
 from ._callbacks import CallbackRelay
+from ._clock import loop_time
 from ._errors import (
     APIError,
     ClientClosedError,
@@ -156,14 +157,10 @@ class Ledger:
         :class:`SubmissionInDoubtError`. A ``submitting`` record young enough to be another
         process's submit on the wire is waited for."""
         delay = 0.05
-        give_up = anyio.current_time() + self._submit_window
+        give_up = loop_time() + self._submit_window
         while record.state is SUBMITTING:
             age = time.time() - record.updated_at
-            if (
-                record.writer_is_gone()
-                or age > self._submit_window
-                or anyio.current_time() > give_up
-            ):
+            if record.writer_is_gone() or age > self._submit_window or loop_time() > give_up:
                 raise SubmissionInDoubtError(record.key)
             # Another process's submit: no event crosses processes, so look again.
             await anyio.sleep(delay)

@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 import anyio
 from anyio.abc import TaskStatus
 
+from ._clock import loop_time
 from ._config import RateLimit
 from ._errors import InvalidRequestError
 
@@ -125,7 +126,7 @@ class RequestLimiter:
         self.throttled = 0  # 429 answers seen
 
     def _now(self) -> float:
-        return anyio.current_time()
+        return loop_time()
 
     def _ready_at(self) -> float:
         t = self._paused_until

@@ -13,6 +13,7 @@ import anyio
 from anyio.abc import TaskStatus as AnyioTaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._clock import loop_time
 from ._config import PollPolicy
 from ._errors import (
     APIError,
@@ -96,13 +97,13 @@ class Poller:
                 if delay is None:
                     delay = self.policy.delay(job.poll_attempt, self._rng)
         job.poll_generation += 1
-        self._push(anyio.current_time() + delay, _POLL, job)
+        self._push(loop_time() + delay, _POLL, job)
 
     def _learned_delay(self, job: VideoJob) -> float | None:
         """The learned schedule's next gap (within the policy's bounds), or ``None``."""
         if self.estimate is None:
             return None
-        age = anyio.current_time() - job.created_at
+        age = loop_time() - job.created_at
         when = self.estimate.next_poll(age, chance=1 / self.policy.polls_per_job)
         if when is None:  # beyond what was seen: grow with the job's age
             return min(self.policy.max_interval, max(0.5, age * 0.3))
@@ -119,7 +120,7 @@ class Poller:
         if details is not None and details.created_at and details.completed_at:
             took = (details.completed_at - details.created_at).total_seconds()
         if took is None or took < 0:
-            took = anyio.current_time() - job.created_at
+            took = loop_time() - job.created_at
         if job.exception() is None:
             self.estimate.finished(job.task_id, took)
         else:
@@ -169,7 +170,7 @@ class Poller:
 
     async def _dispatch_due(self, send: MemoryObjectSendStream[VideoJob]) -> float:
         """Hand every due poll to a worker and expire every due deadline; returns now."""
-        now = anyio.current_time()
+        now = loop_time()
         while self._heap and self._heap[0][0] <= now:
             _, _, kind, generation, job = heapq.heappop(self._heap)
             if job.done() or job.detached:
@@ -178,12 +179,12 @@ class Poller:
                 self._expire(job)
             elif generation == job.poll_generation:
                 await send.send(job)  # waits for a free worker: natural backpressure
-            now = anyio.current_time()
+            now = loop_time()
         return now
 
     def _expire(self, job: VideoJob) -> None:
         assert self._registry is not None
-        waited = anyio.current_time() - job.created_at
+        waited = loop_time() - job.created_at
         self._registry.fail(job, JobTimeoutError(job.task_id, waited))
 
     async def _worker(self, receive: MemoryObjectReceiveStream[VideoJob]) -> None:
@@ -221,7 +222,7 @@ class Poller:
         job.poll_attempt += 1
         self._registry.apply_details(details)
         if self.estimate is not None and not job.done():
-            self.estimate.pending(job.task_id, anyio.current_time() - job.created_at)
+            self.estimate.pending(job.task_id, loop_time() - job.created_at)
         self._reschedule(job, generation, None)
 
     def _reschedule(self, job: VideoJob, generation: int, delay: float | None) -> None:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import aiohttp
 import anyio
 
+from ._clock import loop_time
 from ._config import RetryPolicy
 from ._errors import (
     APIKLEY_CODES,
@@ -145,7 +146,7 @@ class Transport:
                     # half-way would turn a known job into one in doubt. Queued submits
                     # (waiting for a permit above) stop at once.
                     with anyio.CancelScope(shield=True) as wire:
-                        wire.deadline = anyio.current_time() + self._timeout_s + 5
+                        wire.deadline = loop_time() + self._timeout_s + 5
                         if before_send is not None:
                             await before_send()
                             before_send = None
@@ -162,7 +163,7 @@ class Transport:
                     )
             except RateLimitError as exc:
                 permit.release(ok=False)
-                now = anyio.current_time()
+                now = loop_time()
                 throttled_since = now if throttled_since is None else throttled_since
                 waited = now - throttled_since
                 if (
@@ -235,7 +236,7 @@ class Transport:
         self.sent[kind] += 1
         if not logger.isEnabledFor(logging.DEBUG):  # the hot path: not a wasted call
             return await self._exchange(method, path, url, json_body, params, task_id)
-        started = anyio.current_time()
+        started = loop_time()
         status: object = "no answer"
         try:
             data = await self._exchange(method, path, url, json_body, params, task_id)
@@ -251,7 +252,7 @@ class Transport:
                 path,
                 short(task_id),
                 status,
-                (anyio.current_time() - started) * 1000,
+                (loop_time() - started) * 1000,
                 attempt,
             )
 
