@@ -374,7 +374,7 @@ class CallbackListener:
             if body is None:
                 early = self._answer(413, "callback body too large")
             else:
-                early = await self.receive(request.path, request.headers, body)
+                early = await self._receive_body(request.headers, body)  # prechecked
         return self._respond(early)
 
     def _respond(self, answer: CallbackAnswer) -> web.Response:
@@ -409,6 +409,10 @@ class CallbackListener:
         early = self.precheck(path, headers)
         if early is not None:
             return early
+        return await self._receive_body(headers, body)
+
+    async def _receive_body(self, headers: Mapping[str, str], body: bytes) -> CallbackAnswer:
+        """:meth:`receive` after :meth:`precheck` passed."""
         if len(body) > self.max_body:
             return self._answer(413, "callback body too large")
         try:
