@@ -17,6 +17,10 @@ __all__ = ["enable_logging"]
 
 _HANDLER_NAME = "suno_mp4.stderr"
 
+# A library prints nothing unless asked: without this, Python's last-resort handler would
+# print every WARNING (a retry) to stderr of an application that configured no logging.
+logging.getLogger("suno_mp4").addHandler(logging.NullHandler())
+
 
 def enable_logging(level: str | int = "DEBUG") -> None:
     """Print the SDK's log records at ``level`` and above to stderr (once, however often

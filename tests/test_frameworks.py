@@ -183,3 +183,29 @@ async def test_neither_the_key_nor_the_secret_reaches_any_log_at_debug(
         text = record.getMessage() + " " + " ".join(str(v) for v in record.__dict__.values())
         assert sb.api_key not in text, record.name
         assert secret not in text, record.name
+
+
+def test_the_sdk_prints_nothing_unless_asked(tmp_path: Path) -> None:
+    """A retry is a WARNING: an application that configured no logging must not see it on
+    stderr (Python's last-resort handler would print it); SUNO_MP4_LOG turns it on."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import anyio, suno_mp4\n"
+        "async def main():\n"
+        "    retry = suno_mp4.RetryPolicy(attempts=2, initial_backoff=0.01)\n"
+        "    async with suno_mp4.Client('k', base_url='http://127.0.0.1:9', retry=retry) as c:\n"
+        "        try:\n"
+        "            await c.get_video_details('t')\n"
+        "        except suno_mp4.TransportError:\n"
+        "            print('typed')\n"
+        "anyio.run(main)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "SUNO_MP4_LOG"}
+    quiet = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert quiet.stdout.strip() == "typed" and quiet.stderr == ""
+    env["SUNO_MP4_LOG"] = "warning"
+    loud = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert "WARNING suno_mp4.transport: retrying" in loud.stderr
