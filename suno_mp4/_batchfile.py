@@ -20,7 +20,6 @@ __all__ = [
     "RowProblem",
     "iter_rows",
     "read_manifest",
-    "read_rows",
 ]
 
 _ALIASES = {
@@ -95,15 +94,6 @@ def iter_rows(path: str | os.PathLike[str]) -> Iterator[Row | RowProblem]:
             yield from _jsonl_rows(fh)
         else:
             yield from _csv_rows(fh)
-
-
-def read_rows(path: str | os.PathLike[str]) -> tuple[list[Row], list[RowProblem]]:
-    """All rows of a file at once (small files); see :func:`iter_rows`."""
-    rows: list[Row] = []
-    problems: list[RowProblem] = []
-    for item in iter_rows(path):
-        (rows if isinstance(item, Row) else problems).append(item)  # type: ignore[arg-type]
-    return rows, problems
 
 
 def _jsonl_rows(fh: Iterable[str]) -> Iterator[Row | RowProblem]:

@@ -120,9 +120,14 @@ def _rate(value: str | None) -> Any:
         raise click.BadParameter(f"expected N/SECONDS such as 20/1, got {value!r}") from exc
 
 
+def video_name(video_task_id: str) -> str:
+    """A row's video file name: made by the CLI from the id, never taken from an answer."""
+    return safe_name(video_task_id, suffix=".mp4")
+
+
 def video_path(out_dir: Path, video_task_id: str) -> Path:
-    """Where a row's video goes: a name the CLI makes from the id, inside ``out_dir``."""
-    return file_in(out_dir, safe_name(video_task_id, suffix=".mp4"))
+    """Where a row's video goes, checked to stay inside ``out_dir``."""
+    return file_in(out_dir, video_name(video_task_id))
 
 
 @contextlib.contextmanager
@@ -160,7 +165,7 @@ async def _prepare(store: SQLiteJobStore, manifest: Path, *, new_store: bool) ->
 async def _import_manifest(store: SQLiteJobStore, manifest: Path) -> None:
     """The append-only manifest of earlier versions knew which rows were submitted: carry
     their video task ids over, so upgrading mid-batch bills nothing twice."""
-    from ._convert import utcnow
+    from ._models import utcnow
 
     latest: dict[str, dict[str, Any]] = {}
     for data in read_manifest(manifest):
@@ -227,7 +232,7 @@ def _manifest_line(row: Row, record: JobRecord | None, out_dir: Path) -> Manifes
         return ManifestRecord.for_row(row)
     path = None
     if record.task_id:
-        target = out_dir / safe_name(record.task_id, suffix=".mp4")  # as video_path names it
+        target = out_dir / video_name(record.task_id)  # exists? (no resolve per row)
         path = str(target) if target.exists() else None
     return ManifestRecord.for_row(
         row,

@@ -331,10 +331,6 @@ class JobRegistry:
     def get(self, task_id: str) -> VideoJob | None:
         return self._jobs.get(task_id)
 
-    def task_ids(self) -> list[str]:
-        """The task ids of the pending jobs."""
-        return list(self._jobs)
-
     def register(self, job: VideoJob) -> VideoJob:
         """Track ``job`` (or return the job already tracked for its task id)."""
         existing = self._jobs.get(job.task_id)

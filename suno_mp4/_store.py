@@ -9,7 +9,6 @@ import socket
 import sqlite3
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -109,10 +108,6 @@ class JobRecord:
         except OSError:  # exists, but not ours to signal
             return False
         return False
-
-
-def new_key() -> str:
-    return uuid.uuid4().hex
 
 
 #: A record's fields, in the order the SQLite table has them.
