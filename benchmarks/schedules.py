@@ -1,16 +1,18 @@
 """Poll schedules side by side on three render-time spreads: a simulation of streamed jobs
 (no network: every strategy sees the same jobs, the same render times, paired by seed).
 
-    python -m benchmarks.schedules [--jobs 2000] [--seeds 3]
+    python -m benchmarks.schedules [--jobs 2000] [--seeds 3] [--interval 0.5]
 
-Strategies: the learned schedule (``PollPolicy(schedule="learned")``: online, from the
-jobs seen so far, censoring-aware, ~3 polls/job), the same rule on the true distribution,
-the bound (the schedule minimising the mean lag at 3 polls/job, computed offline from the
-true distribution), the geometric default (2 s, x1.5, cap 30 s), and fixed loops of 1, 2,
-5, 10 s. Jobs arrive at a steady rate; a job is resolved by the
-first poll at or after its render ends; lag = that poll - the end of the render. The
-first 100 jobs are a warm-up, not counted. Median [min-max] over the seeds. The uniform
-30-300 s spread runs at 1/15 time scale.
+Strategies: the learned schedule (the default ``PollPolicy()``, no setting changed between
+spreads: online, from the jobs seen so far, censoring-aware, 3 polls/job), the bound (the
+schedule minimising the mean lag at 3 polls/job, planned offline on the true distribution),
+the fixed loop spending the same polls per job as the learned schedule (its interval found
+by bisection, per spread and seed), the old geometric default (2 s, x1.5, cap 30 s), and
+fixed loops of 1, 2, 5, 10 s. A job arrives every ``--interval`` seconds; it is resolved by
+the first poll at or after its render ends; lag = that poll - the end of the render. The
+first 100 jobs are a warm-up, not counted for any strategy. Median [min-max] over the
+seeds. The uniform 30-300 s spread runs at 1/15 time scale (its renders and so, in effect,
+the policy's bounds: in real time the default ``max_interval`` of 30 s would cap its gaps).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from collections.abc import Callable
 from typing import Any
 
 from suno_mp4 import PollPolicy
+from suno_mp4._plan import Plan, plan_polls
+from suno_mp4._poller import lane, learned_delay
 from suno_mp4._survival import RenderTimeEstimate
 
 from ._common import spread, table
@@ -77,55 +81,36 @@ def _simulate(
     }
 
 
-def optimal_schedule(samples: list[float], budget: float, cells: int = 150) -> list[float]:
-    """The poll ages that minimise the mean lag at ``budget`` polls per job, for render
-    times distributed as ``samples``: a dynamic programme over a grid (a poll at cell j after
-    one at cell i costs the lag of the renders ending between them, plus lambda for every
-    job still rendering at i), with lambda bisected until the schedule spends the budget."""
+def optimal_schedule(samples: list[float], budget: float, cells: int = 200) -> Plan:
+    """The bound: the SDK's planner (``suno_mp4._plan``) fed the true distribution (a large
+    sample of it) instead of the estimate learned online."""
     ordered = sorted(samples)
     top = ordered[int(len(ordered) * 0.999)]
     grid = [top * j / cells for j in range(cells + 1)]
-    mass = [0.0] * (cells + 1)
-    for r in ordered:
-        mass[min(cells, max(1, math.ceil(r / top * cells)))] += 1 / len(ordered)
-    mid = [0.0] + [(grid[j - 1] + grid[j]) / 2 for j in range(1, cells + 1)]
-    cum_m, cum_w = [0.0], [0.0]
-    for j in range(1, cells + 1):
-        cum_m.append(cum_m[-1] + mass[j])
-        cum_w.append(cum_w[-1] + mass[j] * mid[j])
+    survival = [1 - bisect.bisect_right(ordered, g) / len(ordered) for g in grid]
+    return plan_polls(grid, survival, budget)
 
-    def solve(lam: float) -> tuple[list[float], float]:
-        best = [0.0] + [math.inf] * cells
-        back = [0] * (cells + 1)
-        for j in range(1, cells + 1):
-            g = grid[j]
-            for i in range(j):
-                cost = g * (cum_m[j] - cum_m[i]) - (cum_w[j] - cum_w[i])
-                total = best[i] + cost + lam * (1 - cum_m[i])
-                if total < best[j]:
-                    best[j], back[j] = total, i
-        ages, j = [], cells
-        while j > 0:
-            ages.append(grid[j])
-            j = back[j]
-        ages.reverse()
-        polls = sum(1 - cum_m[round(a / top * cells)] for a in [0.0, *ages[:-1]])
-        return ages, polls
 
-    low, high = 0.0, top
-    ages, _ = solve(high)
-    for _ in range(30):
-        lam = (low + high) / 2
-        candidate, polls = solve(lam)
-        if polls > budget:
-            low = lam
+def fixed_loop_at(
+    renders: list[float], interval: float, polls: float
+) -> tuple[float, dict[str, float]]:
+    """The fixed loop spending ``polls`` polls per job on these renders (its interval found
+    by bisection), and its figures."""
+    low, high = 0.05, 120.0
+    best = (high, _simulate(renders, interval, lambda j, a, n: high, None))
+    for _ in range(18):
+        every = (low + high) / 2
+        result = _simulate(renders, interval, lambda j, a, n, e=every: e, None)
+        if result["polls"] > polls:
+            low = every
         else:
-            high, ages = lam, candidate
-    return ages
+            high, best = every, (every, result)
+    return best
 
 
-def _fixed_ages(ages: list[float]) -> Callable[..., float | None]:
+def _planned(plan: Plan) -> Callable[..., float | None]:
     def gap(job: int, age: float, polls: int) -> float | None:
+        ages = plan.ages(lane(str(job)))
         i = bisect.bisect_right(ages, age + 1e-9)
         return ages[i] - age if i < len(ages) else 1.0
 
@@ -133,43 +118,38 @@ def _fixed_ages(ages: list[float]) -> Callable[..., float | None]:
 
 
 def _learned(estimate: RenderTimeEstimate, policy: PollPolicy) -> Callable[..., float | None]:
+    """The poller's own rule (``learned_delay``), its geometric fallback while warming up."""
+
     def gap(job: int, age: float, polls: int) -> float | None:
-        when = estimate.next_poll(age, chance=1 / BUDGET)
-        if when is None:  # as the poller: beyond what was seen, grow with the job's age
-            return min(policy.max_interval, max(0.5, age * 0.3))
-        low = policy.initial_delay if polls == 0 else 0.05
-        return min(policy.max_interval, max(low - age, when - age, 0.05))
+        delay = learned_delay(estimate, policy, age, polls, lane(str(job)))
+        return policy.delay(polls, random.Random(job)) if delay is None else delay
 
     return gap
 
 
-def run(jobs: int, seeds: int) -> tuple[list[str], list[list[Any]]]:
-    policy = PollPolicy()
-    bounds = PollPolicy(initial_delay=0.0)  # the default cap of 30 s between polls
+def run(jobs: int, seeds: int, interval: float = 0.5) -> tuple[list[str], list[list[Any]]]:
+    policy = PollPolicy()  # the defaults: the learned schedule, 3 polls/job, no setting
+    geometric = PollPolicy(schedule="geometric")
     rows: list[list[Any]] = []
     for spread_name, draw in SPREADS.items():
         results: dict[str, list[dict[str, float]]] = {}
         for seed in range(seeds):
             rng = random.Random(seed)
             renders = [draw(rng) for _ in range(jobs)]
-            interval = 0.05
             learned = RenderTimeEstimate()
             results.setdefault("learned (online)", []).append(
-                _simulate(renders, interval, _learned(learned, bounds), learned)
+                _simulate(renders, interval, _learned(learned, policy), learned)
             )
             truth = [draw(random.Random(10_000 + i)) for i in range(20_000)]
-            known = RenderTimeEstimate(window=20_000, prior_weight=0.0, refresh_every=10**9)
-            for i, took in enumerate(truth):
-                known.finished(str(i), took)
-            results.setdefault("same rule, true distribution", []).append(
-                _simulate(renders, interval, _learned(known, bounds), None)
+            results.setdefault("bound: planner on the true distribution", []).append(
+                _simulate(renders, interval, _planned(optimal_schedule(truth, BUDGET)), None)
             )
-            results.setdefault("bound: optimal offline, true distribution", []).append(
-                _simulate(renders, interval, _fixed_ages(optimal_schedule(truth, BUDGET)), None)
-            )
+            every, same = fixed_loop_at(renders, interval, results["learned (online)"][-1]["polls"])
+            same["every"] = every
+            results.setdefault("fixed loop at the learned budget", []).append(same)
             results.setdefault("geometric default (2 s x1.5, cap 30)", []).append(
                 _simulate(
-                    renders, interval, lambda j, a, n: policy.delay(n, random.Random(j)), None
+                    renders, interval, lambda j, a, n: geometric.delay(n, random.Random(j)), None
                 )
             )
             for every in (1, 2, 5, 10):
@@ -188,8 +168,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--interval", type=float, default=0.5, help="seconds between submits")
     args = parser.parse_args()
-    headers, rows = run(args.jobs, args.seeds)
+    headers, rows = run(args.jobs, args.seeds, args.interval)
     print(table(headers, rows))
 
 

@@ -33,9 +33,14 @@ def _fraction(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
 class PollPolicy:
     """When the client's one poller asks the API about a pending job.
 
-    The first poll comes after ``initial_delay``; each later gap is ``factor`` times the
-    previous one, capped at ``max_interval``, with ``jitter`` (a fraction) so thousands of
-    jobs submitted together do not poll in lockstep.
+    By default (``schedule="learned"``) the poller learns this account's render times from
+    the jobs it sees (a Kaplan-Meier estimate that counts pending jobs as censored and
+    forgets old ones) and polls each job on the schedule that minimises the mean squared
+    detection lag for ``polls_per_job`` polls per job under that estimate. Until ten jobs
+    have finished, and with ``schedule="geometric"`` always, the first poll comes after
+    ``initial_delay`` and each later gap is ``factor`` times the previous one, with
+    ``jitter`` (a fraction) so jobs submitted together do not poll in lockstep. In both,
+    ``initial_delay`` is the earliest first poll and ``max_interval`` the longest gap.
     """
 
     #: Videos take seconds at best: an earlier first poll only spends rate limit.
@@ -51,12 +56,11 @@ class PollPolicy:
     #: Nobody waits unbounded by default: after this a waiter gets ``JobTimeoutError``
     #: (the remote task keeps running). ``None`` disables the deadline.
     max_wait: float | None = attrs.field(default=3600.0)
-    #: ``"geometric"``: the gaps above. ``"learned"`` (experimental): the poller learns this
-    #: account's render times (censoring-aware) and polls a job when it has finished with
-    #: probability ``1 / polls_per_job`` since its last poll; ``initial_delay`` and
-    #: ``max_interval`` stay bounds.
-    schedule: str = attrs.field(default="geometric")
-    #: The learned schedule's budget: about this many polls per job.
+    #: ``"learned"``: the schedule learned from this account's jobs (above);
+    #: ``"geometric"``: the fixed gaps above, whatever the renders take.
+    schedule: str = attrs.field(default="learned")
+    #: The learned schedule's budget: this many polls per job on average (the lag falls
+    #: as it rises; the schedule spends it where renders end).
     polls_per_job: float = attrs.field(default=3.0, validator=_positive)
 
     def __attrs_post_init__(self) -> None:

@@ -7,6 +7,7 @@ import itertools
 import logging
 import math
 import random
+import zlib
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -104,11 +105,7 @@ class Poller:
         if self.estimate is None:
             return None
         age = loop_time() - job.created_at
-        when = self.estimate.next_poll(age, chance=1 / self.policy.polls_per_job)
-        if when is None:  # beyond what was seen: grow with the job's age
-            return min(self.policy.max_interval, max(0.5, age * 0.3))
-        low = self.policy.initial_delay if job.poll_attempt == 0 else 0.05
-        return min(self.policy.max_interval, max(low - age, when - age, 0.05))
+        return learned_delay(self.estimate, self.policy, age, job.poll_attempt, lane(job.task_id))
 
     def learn(self, job: VideoJob) -> None:
         """A job resolved: its render time feeds the estimate (the server's timestamps when
@@ -230,3 +227,26 @@ class Poller:
         if job.done() or job.detached or generation != job.poll_generation:
             return
         self._schedule(job, delay=delay)
+
+
+def learned_delay(
+    estimate: RenderTimeEstimate, policy: PollPolicy, age: float, attempt: int, lane: float
+) -> float | None:
+    """The gap to the next poll of a job ``age`` seconds old, polled ``attempt`` times, on
+    the schedule planned for ``policy.polls_per_job`` (``lane`` picks one of the plan's
+    two), within the policy's bounds. ``None``
+    while the estimate warms up (the geometric schedule serves); past the longest render
+    seen, a gap growing with the job's age."""
+    if not estimate.ready:
+        return None
+    when = estimate.next_poll(age, budget=policy.polls_per_job, lane=lane)
+    if when is None:
+        return min(policy.max_interval, max(0.05, age * 0.3))
+    low = policy.initial_delay if attempt == 0 else 0.05
+    return min(policy.max_interval, max(low - age, when - age, 0.05))
+
+
+def lane(task_id: str) -> float:
+    """A number in [0, 1) fixed by the task id (the same in every process): which of the
+    learned plan's two schedules the job follows."""
+    return zlib.crc32(task_id.encode("utf-8", "surrogatepass")) / 2**32

@@ -2,7 +2,8 @@
 a weighted Kaplan-Meier estimate that counts pending jobs as right-censored (the first jobs
 to finish are the fastest: learning from finished jobs alone would think renders are
 quick), forgets old observations so a change of the service's speed is followed, and
-starts from a weak prior. The poller asks it when to poll next.
+starts from a weak prior. The poller asks it when to poll next: the schedule that
+minimises the mean lag for the budget of polls per job under the estimate (``_plan``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import bisect
 import math
 from collections import OrderedDict
+
+from ._plan import Plan, plan_polls
 
 __all__ = ["RenderTimeEstimate"]
 
@@ -20,8 +23,16 @@ class RenderTimeEstimate:
     ``finished(key, seconds)`` records a job that took ``seconds``; ``pending(key,
     seconds)`` records that a job was still rendering at that age (it replaces the job's
     earlier censoring). ``survival(t)`` is the estimated probability a render takes longer
-    than ``t``; ``next_poll(age)`` the age at which to poll a job next.
+    than ``t``; ``next_poll(age, budget=...)`` the age at which to poll a job next.
     """
+
+    #: Cells of the grid the schedule is planned on (between 0 and the longest render).
+    GRID = 100
+    #: Plan for the mean squared lag (the mean lag alone leaves a long first wait).
+    SQUARED = True
+    #: Finished jobs needed before the schedule is trusted (the caller's fixed schedule
+    #: serves until then).
+    WARM = 10
 
     def __init__(
         self,
@@ -30,7 +41,7 @@ class RenderTimeEstimate:
         half_life: float = 1000.0,
         prior: tuple[float, ...] = (2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0, 300.0),
         prior_weight: float = 0.5,
-        refresh_every: int = 25,
+        refresh_every: int = 50,
     ) -> None:
         #: Observations: key -> (seconds, finished?, sequence number).
         self._seen: OrderedDict[str, tuple[float, bool, int]] = OrderedDict()
@@ -40,10 +51,15 @@ class RenderTimeEstimate:
         self._prior_weight = prior_weight
         self._seq = 0
         self._curve: tuple[list[float], list[float]] | None = None
-        # The curve is recomputed after this many new observations (it moves slowly; a
-        # recomputation sorts every observation).
+        # The curve (and the schedule) is recomputed after this many newly finished jobs,
+        # every 10 while fewer than 200 are known (it moves slowly; a recomputation sorts
+        # every observation), or after 20 times as many censoring updates.
         self._refresh_every = refresh_every
         self._dirty = 0
+        self._dirty_finished = 0
+        self._finished = 0
+        self._plan: tuple[float, Plan] | None = None  # (budget, plan)
+        self._price: float | None = None  # the last plan's (where the next one's search starts)
         #: The longest render seen (the prior's guesses beyond it are no knowledge).
         self._longest = max(prior)
 
@@ -84,6 +100,9 @@ class RenderTimeEstimate:
         known = self._seen.pop(key, None)
         if known is None:
             self._seq += 1
+        if done:
+            self._finished += 1
+            self._dirty_finished += 1
         seq = known[2] if known is not None else self._seq
         self._seen[key] = (seconds, done, seq)
         while len(self._seen) > self._window:
@@ -92,9 +111,15 @@ class RenderTimeEstimate:
 
     def _survival_curve(self) -> tuple[list[float], list[float]]:
         """Event times and S just after each (weighted Kaplan-Meier)."""
-        if self._curve is not None and self._dirty < self._refresh_every:
+        every = 10 if self._finished < 200 else self._refresh_every
+        if (
+            self._curve is not None
+            and self._dirty_finished < every
+            and self._dirty < 20 * self._refresh_every
+        ):
             return self._curve
-        self._dirty = 0
+        self._dirty = self._dirty_finished = 0
+        self._plan = None
         rows: list[tuple[float, bool, float]] = [
             (t, done, self._decay ** (self._seq - seq)) for t, done, seq in self._seen.values()
         ]
@@ -137,20 +162,38 @@ class RenderTimeEstimate:
                 return t
         return times[-1] if times else math.inf
 
-    def next_poll(self, age: float, *, chance: float) -> float | None:
-        """The age at which a job still rendering at ``age`` has finished with probability
-        ``chance`` (conditionally on having taken ``age`` already): polling there, each poll
-        finds the job done with that probability, so a job costs about ``1 / chance``
-        polls. ``None`` past what the estimate knows (the caller falls back)."""
-        times, survival = self._survival_curve()
-        start = self.survival(age)
-        if start <= 0:
+    @property
+    def ready(self) -> bool:
+        """Whether enough jobs finished to plan on the estimate."""
+        return self._finished >= self.WARM
+
+    def next_poll(self, age: float, *, budget: float, lane: float = 0.5) -> float | None:
+        """The age at which to poll next a job still rendering at ``age``: the schedule
+        minimising the mean lag at ``budget`` polls per job under the estimate, planned up
+        to the longest render seen (``lane``, fixed per job in [0, 1), picks one of the
+        plan's two schedules). ``None`` past it, or before :attr:`WARM` jobs finished
+        (the caller falls back)."""
+        if not self.ready:
             return None
-        goal = start * (1 - chance)
-        i = bisect.bisect_right(times, age)
-        for t, s in zip(times[i:], survival[i:], strict=True):
-            if t > self._longest:
-                return None  # only the prior speaks there: not knowledge enough to wait on
-            if s <= goal + 1e-12:
-                return t
-        return None
+        # The job's last poll is taken to be the planned one nearest its age: the plan
+        # moves a little at each refresh, and "the first planned age after this one" would
+        # then add polls a moment apart.
+        points = (0.0, *self.plan(budget).ages(lane))
+        i = bisect.bisect_right(points, age)
+        if i < len(points) and points[i] - age < age - points[i - 1]:
+            i += 1
+        return points[i] if i < len(points) else None
+
+    def plan(self, budget: float) -> Plan:
+        """The planned schedules (recomputed with the curve)."""
+        self._survival_curve()
+        if self._plan is not None and self._plan[0] == budget:
+            return self._plan[1]
+        top = self._longest
+        grid = [top * j / self.GRID for j in range(self.GRID + 1)]
+        plan = plan_polls(
+            grid, [self.survival(t) for t in grid], budget, squared=self.SQUARED, price=self._price
+        )
+        self._price = plan.price
+        self._plan = (budget, plan)
+        return plan
