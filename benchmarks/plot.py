@@ -1,46 +1,46 @@
-"""The resolution table as a picture: polls per job against detection lag p50, one labelled
-point per strategy (matplotlib, Agg backend; the ``bench`` extra)."""
+"""The resolution table as a picture: per spread, polls per job against detection lag (p50
+as a dot, p95 as the end of its line), one labelled point per strategy (matplotlib, Agg
+backend; the ``bench`` extra)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 
+def _median(cell: Any) -> float:
+    """The median of a "median [min-max]" cell (or a plain number)."""
+    found = re.match(r"\s*([-+0-9.eE]+)", str(cell))
+    return float(found.group(1)) if found else float("nan")
+
+
 def polls_vs_lag(headers: Sequence[str], rows: Sequence[Sequence[Any]], path: Path) -> Path:
-    """Write ``path`` (PNG) from resolution.run's table; returns the path."""
+    """Write ``path`` (PNG) from ``resolution.run``'s table; returns the path."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    name_i, polls_i, lag_i = 0, headers.index("polls/job"), headers.index("lag p50 (ms)")
-    points = [(str(r[name_i]), float(r[polls_i]), float(r[lag_i])) for r in rows]
-    x_span = max(p[1] for p in points) or 1.0
-    y_span = max(p[2] for p in points) or 1.0
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for name, x, y in points:
-        sdk = name.startswith("suno_mp4")
-        ax.scatter([x], [y], s=70, color="tab:blue" if sdk else "tab:gray", zorder=3)
-        # Two points close together: the lower one's label goes below it.
-        near_above = any(
-            abs(x - ox) < 0.25 * x_span and 0 <= oy - y < 0.15 * y_span and on != name
-            for on, ox, oy in points
-        )
-        ax.annotate(
-            name,
-            (x, y),
-            textcoords="offset points",
-            xytext=(8, -14) if near_above else (8, 6),
-            fontsize=9,
-        )
-    ax.set_xlabel("polls per job (fewer is better)")
-    ax.set_ylabel("detection lag p50, ms (lower is better)")
-    ax.set_title("Resolving jobs: polls spent vs how late a finished job is noticed")
-    ax.set_xlim(left=-0.5, right=x_span * 1.45 + 1)
-    ax.set_ylim(bottom=-0.08 * y_span, top=y_span * 1.2 + 1)
-    ax.grid(True, alpha=0.3)
+    polls_i, p50_i, p95_i = (headers.index(h) for h in ("polls/job", "lag p50 (s)", "lag p95 (s)"))
+    spreads = list(dict.fromkeys(str(r[0]) for r in rows))
+    fig, axes = plt.subplots(1, len(spreads), figsize=(6 * len(spreads), 5), dpi=110)
+    for ax, name in zip(axes if len(spreads) > 1 else [axes], spreads, strict=True):
+        for row in (r for r in rows if r[0] == name):
+            label = str(row[1])
+            x, p50, p95 = _median(row[polls_i]), _median(row[p50_i]), _median(row[p95_i])
+            sdk = label.startswith("SDK default")
+            color = "tab:blue" if sdk else "tab:green" if label.startswith("bound") else "tab:gray"
+            ax.plot([x, x], [p50, p95], color=color, alpha=0.5, zorder=2)
+            ax.scatter([x], [p50], s=60, color=color, zorder=3)
+            ax.annotate(label, (x, p50), textcoords="offset points", xytext=(6, -10), fontsize=8)
+        ax.set_xscale("log")
+        ax.set_title(name)
+        ax.set_xlabel("polls per job (log; fewer is better)")
+        ax.set_ylabel("detection lag, s: dot p50, line up to p95")
+        ax.grid(True, alpha=0.3)
+    fig.suptitle("Poll schedules on the sandbox: polls spent vs how late a finished job is seen")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

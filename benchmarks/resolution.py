@@ -1,155 +1,245 @@
-"""Polls per job, detection lag and client CPU per job: the SDK's poller and its callback
-listener against naive fixed-interval poll loops, measured in one run.
+"""Resolution against the real sandbox: poll schedules side by side on three render-time
+spreads, every strategy given the same jobs (paired draws: the same seed, so the same render
+times, submitted at the same pace).
 
-    python -m benchmarks.resolution [--jobs 200] [--scale 0.2]
+    python -m benchmarks.resolution [--jobs 600] [--runs 3] [--scale 0.05] [--interval 0.5]
 
-Render times are drawn from 1-20 s, multiplied by ``--scale`` (as are every strategy's
-intervals, so the ratios hold); the sandbox runs in its own process, so the CPU time
-measured here is the client's alone. Detection lag = resolution time - server completion.
+Each run starts a sandbox process (``--no-render``) whose tracks each render for exactly
+their drawn time, and streams ``--jobs`` submits, one every ``--interval`` seconds. Strategies:
+
+- the SDK's default ``PollPolicy()`` (the learned schedule, starting cold in every run),
+- the SDK's old default, ``PollPolicy(schedule="geometric")`` (2 s, x1.5, cap 30 s),
+- the bound: a client polling on the schedule planned offline from the true distribution
+  at 3 polls/job (``suno_mp4._plan``, fed 20,000 draws of the spread),
+- the fixed loop spending what the learned schedule spent (its interval found on a
+  simulation of the same renders), and fixed loops of 1, 2, 5 and 10 s: plain aiohttp
+  clients, a task per job sleeping between polls (what a user writes in five lines).
+
+All times are multiplied by ``--scale`` (renders, intervals, the policy's bounds) so a run
+takes seconds; lags are reported divided by it, in the spread's own seconds. The first 100
+jobs are a warm-up, not counted for any strategy. Lag = when the client knew - when the
+sandbox finished. Client CPU is this process's (the sandbox runs in its own). Each figure is
+the median [min-max] over the runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import anyio
 
-from suno_mp4 import CallbackListener, Client, PollPolicy
+from suno_mp4 import Client, PollPolicy
+from suno_mp4._plan import Plan
+from suno_mp4._poller import lane
 
-from ._common import SandboxProcess, median, pct, sandbox_process, table
+from ._common import SandboxProcess, sandbox_process, spread, table
+from .schedules import BUDGET, SPREADS, WARM_UP, fixed_loop_at, optimal_schedule
 
-Strategy = Callable[[SandboxProcess, list[tuple[str, str]], float], Awaitable[dict[str, float]]]
+#: One job's figures: (polls, seconds from the sandbox's end of render to the client's
+#: knowing it); a run's: those, in submit order, and the client's CPU seconds.
+Run = tuple[list[tuple[int, float]], float]
+Ages = Callable[[int], Iterator[float]]
+
+
+async def _tracks(sb: SandboxProcess, renders: list[float]) -> list[tuple[str, str]]:
+    """One track per render time (the sandbox renders each for its duration)."""
+    slots = asyncio.Semaphore(16)
+
+    async def one(seconds: float) -> tuple[str, str]:
+        async with slots:
+            made = await sb.admin("POST", "/sandbox/tracks", {"duration": seconds})
+        return made["task_id"], made["audio_id"]
+
+    return list(await asyncio.gather(*(one(r) for r in renders)))
 
 
 async def _completions(sb: SandboxProcess, task_ids: list[str]) -> dict[str, float]:
-    out = {}
-    async with aiohttp.ClientSession() as session:
-        for tid in task_ids:
-            async with session.get(f"{sb.base_url}/sandbox/tasks/{tid}") as resp:
-                out[tid] = float((await resp.json())["completed_at"])
-    return out
+    slots = asyncio.Semaphore(16)
+
+    async def one(tid: str) -> tuple[str, float]:
+        async with slots:
+            task = await sb.admin("GET", f"/sandbox/tasks/{tid}")
+        return tid, float(task["completed_at"])
+
+    return dict(await asyncio.gather(*(one(t) for t in task_ids)))
+
+
+async def _stream(count: int, every: float, job: Callable[[int], Awaitable[None]]) -> None:
+    """Start ``job(i)`` at ``i * every`` seconds from now, and wait for all of them."""
+    start = time.monotonic()
+    async with anyio.create_task_group() as tg:
+        for i in range(count):
+            await anyio.sleep(max(0.0, start + i * every - time.monotonic()))
+            tg.start_soon(job, i)
 
 
 async def sdk(
-    sb: SandboxProcess, tracks: list[tuple[str, str]], scale: float, *, listen: bool
-) -> dict[str, float]:
-    poll = PollPolicy(
-        initial_delay=2.0 * scale,
-        max_interval=30.0 * scale,
-        fallback_interval=60.0 * scale,
-        max_wait=600,
-    )
-    listener = CallbackListener() if listen else None
-    resolved: dict[str, float] = {}
-    polls = 0
-    cpu0 = time.process_time()
-    async with Client(sb.api_key, base_url=sb.base_url, poll=poll, callbacks=listener) as client:
-        jobs = []
-        async with anyio.create_task_group() as tg:
+    sb: SandboxProcess, tracks: list[tuple[str, str]], pace: float, policy: PollPolicy
+) -> Run:
+    known: dict[int, tuple[str, int, float]] = {}
+    cpu = time.process_time()
+    async with Client(sb.api_key, base_url=sb.base_url, poll=policy) as client:
 
-            async def one(track: tuple[str, str]) -> None:
-                job = await client.create_video(*track)
-                jobs.append(job)
-                await job
-                resolved[job.task_id] = time.time()
+        async def one(i: int) -> None:
+            job = await client.create_video(*tracks[i])
+            await job
+            known[i] = (job.task_id, job.polls, time.time())
 
-            for track in tracks:
-                tg.start_soon(one, track)
-        polls = sum(j.polls for j in jobs)
-    cpu = time.process_time() - cpu0
-    return {"cpu": cpu, "polls": polls, **{f"t:{k}": v for k, v in resolved.items()}}
+        await _stream(len(tracks), pace, one)
+    cpu = time.process_time() - cpu
+    return await _lags(sb, known, len(tracks)), cpu
 
 
-async def naive(
-    sb: SandboxProcess, tracks: list[tuple[str, str]], scale: float, *, every: float
-) -> dict[str, float]:
-    """The docs' pattern: each job sleeps a fixed interval, polls, repeats."""
+async def loop(sb: SandboxProcess, tracks: list[tuple[str, str]], pace: float, ages: Ages) -> Run:
+    """A plain aiohttp client: a task per job, sleeping until each age of ``ages(i)``."""
+    known: dict[int, tuple[str, int, float]] = {}
+    cpu = time.process_time()
     headers = {"Authorization": f"Bearer {sb.api_key}"}
-    resolved: dict[str, float] = {}
-    polls = 0
-    cpu0 = time.process_time()
     async with aiohttp.ClientSession(headers=headers) as session:
 
-        async def one(track: tuple[str, str]) -> None:
-            nonlocal polls
-            body = {
-                "taskId": track[0],
-                "audioId": track[1],
-                "callBackUrl": "https://callback.invalid/x",
-            }
+        async def one(i: int) -> None:
+            body = {"taskId": tracks[i][0], "audioId": tracks[i][1]}
+            body["callBackUrl"] = "https://callback.invalid/x"
             async with session.post(f"{sb.base_url}/api/v1/mp4/generate", json=body) as resp:
                 tid = (await resp.json())["data"]["taskId"]
-            while True:
-                await anyio.sleep(every * scale)
+            submitted, polls = time.monotonic(), 0
+            for age in ages(i):
+                await anyio.sleep(max(0.0, submitted + age - time.monotonic()))
                 polls += 1
-                async with session.get(
-                    f"{sb.base_url}/api/v1/mp4/record-info", params={"taskId": tid}
-                ) as resp:
+                url = f"{sb.base_url}/api/v1/mp4/record-info"
+                async with session.get(url, params={"taskId": tid}) as resp:
                     data = (await resp.json())["data"]
                 if data["successFlag"] != "PENDING":
-                    resolved[tid] = time.time()
+                    known[i] = (tid, polls, time.time())
                     return
 
-        async with anyio.create_task_group() as tg:
-            for track in tracks:
-                tg.start_soon(one, track)
-    cpu = time.process_time() - cpu0
-    return {"cpu": cpu, "polls": polls, **{f"t:{k}": v for k, v in resolved.items()}}
+        await _stream(len(tracks), pace, one)
+    cpu = time.process_time() - cpu
+    return await _lags(sb, known, len(tracks)), cpu
 
 
-async def run(jobs: int, scale: float) -> tuple[list[str], list[list[Any]]]:
-    render = f"{1.0 * scale},{20.0 * scale}"
-    strategies: list[tuple[str, Callable[..., Awaitable[dict[str, float]]], dict[str, Any]]] = [
-        ("naive 5 s loop (baseline)", naive, {"every": 5.0}),
-        ("naive 1 s loop", naive, {"every": 1.0}),
-        ("suno_mp4 polling", sdk, {"listen": False}),
-        ("suno_mp4 callbacks", sdk, {"listen": True}),
-    ]
-    rows = []
-    with sandbox_process("--render-time", render, "--seed", "42", "--no-render") as sb:
-        for name, fn, kw in strategies:
-            tracks = await sb.add_tracks(jobs)
-            result = await fn(sb, tracks, scale, **kw)
-            done = {k[2:]: v for k, v in result.items() if k.startswith("t:")}
-            completed = await _completions(sb, list(done))
-            lags = []
-            for tid, t in done.items():
-                lags.append(max(0.0, t - completed[tid]))
+async def _lags(
+    sb: SandboxProcess, known: dict[int, tuple[str, int, float]], jobs: int
+) -> list[tuple[int, float]]:
+    if len(known) != jobs:
+        raise RuntimeError(f"only {len(known)} of {jobs} jobs resolved")
+    ended = await _completions(sb, [tid for tid, _, _ in known.values()])
+    return [(known[i][1], max(0.0, known[i][2] - ended[known[i][0]])) for i in range(jobs)]
+
+
+def every(seconds: float) -> Ages:
+    def ages(i: int) -> Iterator[float]:
+        k = 1
+        while True:
+            yield k * seconds
+            k += 1
+
+    return ages
+
+
+def planned(plan_ages: Callable[[float], tuple[float, ...]], then: float) -> Ages:
+    def ages(i: int) -> Iterator[float]:
+        points = plan_ages(lane(str(i)))
+        yield from points
+        last = points[-1] if points else 0.0
+        while True:
+            last += then
+            yield last
+
+    return ages
+
+
+def _figures(run: Run, scale: float) -> dict[str, float]:
+    counted = run[0][WARM_UP:]
+    lags = sorted(lag / scale for _, lag in counted)
+    return {
+        "polls": sum(p for p, _ in counted) / len(counted),
+        "p50": lags[len(lags) // 2],
+        "p95": lags[int(len(lags) * 0.95)],
+        "max": lags[-1],
+        "cpu": run[1] / len(run[0]) * 1e6,
+    }
+
+
+async def _one_run(
+    renders: list[float], pace: float, scale: float, bound: Plan
+) -> dict[str, dict[str, float]]:
+    """Every strategy on these renders, each with fresh tracks of the same render times."""
+    bounds = {"initial_delay": 2 * scale, "max_interval": 30 * scale, "max_wait": 3600.0}
+    out: dict[str, dict[str, float]] = {}
+    with sandbox_process(
+        "--render-time", "0", "--render-time-per-audio-second", "1", "--no-render"
+    ) as sb:
+        strategies: list[tuple[str, Callable[[list[tuple[str, str]]], Awaitable[Run]]]] = [
+            ("SDK default (learned)", lambda t: sdk(sb, t, pace, PollPolicy(**bounds))),
+            (
+                "SDK old default (geometric)",
+                lambda t: sdk(sb, t, pace, PollPolicy(schedule="geometric", **bounds)),
+            ),
+            (
+                "bound: planned on the true distribution",
+                lambda t: loop(sb, t, pace, planned(bound.ages, scale)),
+            ),
+        ]
+        strategies += [
+            (f"fixed {s} s loop", lambda t, s=s: loop(sb, t, pace, every(s * scale)))
+            for s in (1, 2, 5, 10)
+        ]
+        for label, strategy in strategies:
+            out[label] = _figures(await strategy(await _tracks(sb, renders)), scale)
+        same, _ = fixed_loop_at(renders, pace, out["SDK default (learned)"]["polls"])
+        tracks = await _tracks(sb, renders)
+        out["fixed loop at the learned budget"] = _figures(
+            await loop(sb, tracks, pace, every(same)), scale
+        )
+    return out
+
+
+async def run(
+    jobs: int, runs: int, scale: float, interval: float
+) -> tuple[list[str], list[list[Any]]]:
+    rows: list[list[Any]] = []
+    for name, draw in SPREADS.items():
+        truth = [draw(random.Random(10_000 + i)) * scale for i in range(20_000)]
+        bound = optimal_schedule(truth, BUDGET)
+        figures: dict[str, list[dict[str, float]]] = {}
+        for seed in range(runs):
+            rng = random.Random(seed)
+            renders = [draw(rng) * scale for _ in range(jobs)]
+            for label, result in (await _one_run(renders, interval * scale, scale, bound)).items():
+                figures.setdefault(label, []).append(result)
+        for label, results in figures.items():
             rows.append(
-                [
-                    name,
-                    len(done),
-                    result["polls"] / jobs,
-                    median(lags) * 1000,
-                    pct(lags, 99) * 1000,
-                    result["cpu"] / jobs * 1e6,
-                ]
+                [name, label]
+                + [spread(r[k] for r in results) for k in ("polls", "p50", "p95", "max", "cpu")]
             )
-    headers = [
-        "strategy",
-        "jobs",
-        "polls/job",
-        "lag p50 (ms)",
-        "lag p99 (ms)",
-        "client CPU/job (µs)",
-    ]
-    return headers, rows
+    headers = ["spread", "strategy", "polls/job", "lag p50 (s)", "lag p95 (s)", "lag max (s)"]
+    return [*headers, "client CPU/job (µs)"], rows
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--jobs", type=int, default=200)
-    parser.add_argument("--scale", type=float, default=0.2)
+    parser.add_argument("--jobs", type=int, default=600)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--scale", type=float, default=0.05)
+    parser.add_argument("--interval", type=float, default=0.5, help="seconds between submits")
+    parser.add_argument("--plot", type=Path, help="write the polls-vs-lag plot here (PNG)")
     args = parser.parse_args(argv)
-    headers, rows = anyio.run(run, args.jobs, args.scale)
-    print(f"render times 1-20 s x {args.scale}; {args.jobs} jobs per strategy")
+    headers, rows = anyio.run(run, args.jobs, args.runs, args.scale, args.interval)
     print(table(headers, rows))
+    if args.plot:
+        from .plot import polls_vs_lag
+
+        print(polls_vs_lag(headers, rows, args.plot))
 
 
 if __name__ == "__main__":

@@ -71,19 +71,19 @@ def plan_polls(
 
     def solve_squared(lam: float) -> list[int]:
         # The same programme for the mean squared lag: the terms mixing i and j are
-        # quadratic in g_j, with no hull to keep: every i is tried (a grid of ~100 cells).
+        # quadratic in g_j, with no hull to keep: every i is tried (a grid of ~80 cells).
         best = [0.0] * (n + 1)
         back = [0] * (n + 1)
         left = [lam * survival[0]] + [0.0] * n
         for j in range(1, n + 1):
             x = grid[j]
             x2, tx = x * x, 2 * x
-            pick, low = 0, math.inf
-            for i in range(j):
-                v = left[i] - x2 * done[i] + tx * weighted[i]
-                if v < low:
-                    pick, low = i, v
-            back[j] = pick
+            values = [
+                a - x2 * f + tx * w
+                for a, f, w in zip(left[:j], done[:j], weighted[:j], strict=True)
+            ]
+            low = min(values)
+            back[j] = values.index(low)
             best[j] = x2 * done[j] - tx * weighted[j] + squares[j] + low
             left[j] = best[j] - squares[j] + lam * survival[j]
         return _path(back)
@@ -136,16 +136,16 @@ def plan_polls(
     less = more = None
     if price is not None and 0 < price < high:
         # The last plan's price: the new one is near, and two solves bracket it.
-        cells = solve(price / 2)
+        cells = solve(price / 1.3)
         if polls(cells) > budget:
-            low, more = price / 2, cells
-        cells = solve(min(high, price * 2))
+            low, more = price / 1.3, cells
+        cells = solve(min(high, price * 1.3))
         if polls(cells) <= budget:
-            high, less = min(high, price * 2), cells
+            high, less = min(high, price * 1.3), cells
     less = less if less is not None else solve(high)
     more = more if more is not None else solve(low)
     for _ in range(40):
-        if high - low < 1e-3 * high:
+        if high - low < 0.02 * high:
             break
         lam = (low + high) / 2
         cells = solve(lam)

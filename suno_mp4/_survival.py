@@ -27,7 +27,7 @@ class RenderTimeEstimate:
     """
 
     #: Cells of the grid the schedule is planned on (between 0 and the longest render).
-    GRID = 100
+    GRID = 80
     #: Plan for the mean squared lag (the mean lag alone leaves a long first wait).
     SQUARED = True
     #: Finished jobs needed before the schedule is trusted (the caller's fixed schedule
@@ -41,7 +41,7 @@ class RenderTimeEstimate:
         half_life: float = 1000.0,
         prior: tuple[float, ...] = (2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0, 300.0),
         prior_weight: float = 0.5,
-        refresh_every: int = 50,
+        refresh_every: int = 100,
     ) -> None:
         #: Observations: key -> (seconds, finished?, sequence number).
         self._seen: OrderedDict[str, tuple[float, bool, int]] = OrderedDict()
@@ -52,7 +52,7 @@ class RenderTimeEstimate:
         self._seq = 0
         self._curve: tuple[list[float], list[float]] | None = None
         # The curve (and the schedule) is recomputed after this many newly finished jobs,
-        # every 10 while fewer than 200 are known (it moves slowly; a recomputation sorts
+        # every 10 while fewer than 100 are known (it moves slowly; a recomputation sorts
         # every observation), or after 20 times as many censoring updates.
         self._refresh_every = refresh_every
         self._dirty = 0
@@ -111,7 +111,7 @@ class RenderTimeEstimate:
 
     def _survival_curve(self) -> tuple[list[float], list[float]]:
         """Event times and S just after each (weighted Kaplan-Meier)."""
-        every = 10 if self._finished < 200 else self._refresh_every
+        every = 10 if self._finished < 100 else self._refresh_every
         if (
             self._curve is not None
             and self._dirty_finished < every

@@ -298,12 +298,16 @@ class Transport:
         limit = self._max_body
         if resp.content_length is not None and resp.content_length > limit:
             raise UntrustedDataError(f"body of {resp.content_length} bytes, more than {limit}")
+        encoding = resp.headers.get("Content-Encoding")
+        if resp.content_length is not None and not encoding:
+            # Its length is known and within the cap: one read of exactly that much.
+            return await resp.read()
         raw = bytearray()
         async for chunk in resp.content.iter_chunked(64 * 1024):
             raw += chunk
             if len(raw) > limit:
                 raise UntrustedDataError(f"body larger than {limit} bytes")
-        return decompress(bytes(raw), resp.headers.get("Content-Encoding"), limit)
+        return decompress(bytes(raw), encoding, limit)
 
     def _decode(
         self,

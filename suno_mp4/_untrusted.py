@@ -55,8 +55,16 @@ def loads(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
         raise UntrustedDataError("JSON nested too deeply") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise UntrustedDataError(f"not JSON ({type(exc).__name__})") from exc
-    _check_depth(value, max_depth)
+    if _openings(data) > max_depth:  # fewer brackets than levels: no walk needed
+        _check_depth(value, max_depth)
     return value
+
+
+def _openings(data: bytes | str) -> int:
+    """How many arrays and objects the text opens at most (brackets in strings count too)."""
+    if isinstance(data, str):
+        return data.count("{") + data.count("[")
+    return data.count(b"{") + data.count(b"[")
 
 
 def _no_constant(name: str) -> Any:

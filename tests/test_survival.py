@@ -197,3 +197,23 @@ async def test_the_learned_render_times_are_kept_with_the_store(tmp_path: object
             assert estimate is not None and len(estimate) >= 20  # warm before its first job
             assert estimate.quantile(0.5) <= 1.0
         await store.aclose()
+
+
+@pytest.mark.anyio
+async def test_jobs_resolved_by_callbacks_teach_the_estimate_too() -> None:
+    import anyio
+    from suno_mp4_sandbox import Sandbox
+
+    from suno_mp4 import CallbackListener, Client
+
+    async with Sandbox(render_time=(0.2, 0.3), seed=7) as sb:
+        listener = CallbackListener()
+        async with Client(sb.api_key, base_url=sb.base_url, callbacks=listener) as client:
+            jobs = [await client.create_video(*sb.add_track()) for _ in range(12)]
+            with anyio.fail_after(60):
+                for job in jobs:
+                    await job
+            assert {job.resolved_by for job in jobs} == {"callback"}
+            estimate = client._poller.estimate
+            assert estimate is not None and estimate.ready  # the default schedule learns
+            assert 0.15 <= estimate.quantile(0.5) <= 0.5
