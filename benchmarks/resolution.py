@@ -109,10 +109,9 @@ async def loop(sb: SandboxProcess, tracks: list[tuple[str, str]], pace: float, a
             body["callBackUrl"] = "https://callback.invalid/x"
             async with session.post(f"{sb.base_url}/api/v1/mp4/generate", json=body) as resp:
                 tid = (await resp.json())["data"]["taskId"]
-            submitted, polls = time.monotonic(), 0
-            for age in ages(i):
+            submitted = time.monotonic()
+            for polls, age in enumerate(ages(i), start=1):
                 await anyio.sleep(max(0.0, submitted + age - time.monotonic()))
-                polls += 1
                 url = f"{sb.base_url}/api/v1/mp4/record-info"
                 async with session.get(url, params={"taskId": tid}) as resp:
                     data = (await resp.json())["data"]

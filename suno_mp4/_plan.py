@@ -21,7 +21,6 @@ can spend 2.8 with a tail to match.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import attrs
