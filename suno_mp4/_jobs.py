@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -106,7 +107,7 @@ class VideoJob:
         self._status = TaskStatus.PENDING
         self._details: VideoDetails | None = None
         # Made when someone first waits: thousands of jobs nobody awaits yet hold none.
-        self._event: anyio.Event | None = None
+        self._event: asyncio.Event | None = None
         self._outcome: Outcome | None = None
         self._waiters = 0
         self._callbacks: list[DoneCallback] = []
@@ -159,11 +160,16 @@ class VideoJob:
             start = loop_time()
             limit = math.inf if timeout is None else max(0.0, timeout)
             self._add_waiter()
+            if self._event is None:
+                # asyncio's own (the SDK runs on asyncio): anyio's would work out which
+                # async library runs at every creation, on every job's path.
+                self._event = asyncio.Event()
             try:
-                with anyio.move_on_after(limit):
-                    if self._event is None:
-                        self._event = anyio.Event()
+                if timeout is None:
                     await self._event.wait()
+                else:
+                    with anyio.move_on_after(limit):
+                        await self._event.wait()
             finally:
                 self._remove_waiter()
             if self._outcome is None:

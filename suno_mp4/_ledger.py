@@ -4,6 +4,7 @@ restarted process, takes over dead workers' jobs and records every result."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import math
@@ -77,8 +78,9 @@ class Ledger:
         self._submit_window = submit_window
         # Submits on the wire at once. A crash can leave only these in doubt; the API takes
         # a submit in milliseconds, so 16 in flight is far above any account's rate limit.
-        self._submit_slots = anyio.Semaphore(max_concurrent_submits)
-        self._key_locks: dict[str, tuple[anyio.Lock, int]] = {}
+        # asyncio's own primitives on this per-submit path (the SDK runs on asyncio).
+        self._submit_slots = asyncio.Semaphore(max_concurrent_submits)
+        self._key_locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._on_claim = on_claim
         self._saves: MemoryObjectSendStream[JobRecord] | None = None  # while run() runs
         #: Jobs taken over from dead workers of a shared store (statistics).
@@ -104,7 +106,7 @@ class Ledger:
 
     @asynccontextmanager
     async def _key_lock(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._key_locks.get(key, (anyio.Lock(), 0))
+        lock, users = self._key_locks.get(key) or (asyncio.Lock(), 0)
         self._key_locks[key] = (lock, users + 1)
         try:
             async with lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
 import logging
@@ -12,7 +13,6 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 from anyio.abc import TaskStatus as AnyioTaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._clock import loop_time
 from ._config import PollPolicy
@@ -72,7 +72,7 @@ class Poller:
         self._rng = rng or random.Random()
         self._heap: list[tuple[float, int, int, int, VideoJob]] = []
         self._seq = itertools.count()
-        self._wake = anyio.Event()
+        self._wake = asyncio.Event()  # asyncio's own: made at every scheduler turn
         self._stale = 0
         #: The learned render-time distribution (``PollPolicy(schedule="learned")``).
         self.estimate = RenderTimeEstimate() if policy.schedule == "learned" else None
@@ -151,21 +151,22 @@ class Poller:
     ) -> None:
         """Serve ``registry``'s jobs: the scheduler and its workers, until cancelled."""
         self._registry = registry
-        send, receive = anyio.create_memory_object_stream[VideoJob](0)
-        async with anyio.create_task_group() as tg, send:
+        # asyncio's queue, not anyio's memory stream: one hand-over per poll, on the hot
+        # path; a slot of one keeps the backpressure (the scheduler waits for a worker).
+        handover: asyncio.Queue[VideoJob] = asyncio.Queue(maxsize=1)
+        async with anyio.create_task_group() as tg:
             for _ in range(self._workers):
-                tg.start_soon(self._worker, receive.clone())
-            receive.close()
+                tg.start_soon(self._worker, handover)
             task_status.started()
             while True:
                 # In a function of its own: no job stays referenced while the scheduler sleeps.
-                now = await self._dispatch_due(send)
-                self._wake = anyio.Event()
+                now = await self._dispatch_due(handover)
+                self._wake = asyncio.Event()
                 delay = self._heap[0][0] - now if self._heap else math.inf
                 with anyio.move_on_after(delay):
                     await self._wake.wait()
 
-    async def _dispatch_due(self, send: MemoryObjectSendStream[VideoJob]) -> float:
+    async def _dispatch_due(self, handover: asyncio.Queue[VideoJob]) -> float:
         """Hand every due poll to a worker and expire every due deadline; returns now."""
         now = loop_time()
         while self._heap and self._heap[0][0] <= now:
@@ -175,7 +176,7 @@ class Poller:
             if kind == _DEADLINE:
                 self._expire(job)
             elif generation == job.poll_generation:
-                await send.send(job)  # waits for a free worker: natural backpressure
+                await handover.put(job)  # waits for a free worker: natural backpressure
             now = loop_time()
         return now
 
@@ -184,11 +185,11 @@ class Poller:
         waited = loop_time() - job.created_at
         self._registry.fail(job, JobTimeoutError(job.task_id, waited))
 
-    async def _worker(self, receive: MemoryObjectReceiveStream[VideoJob]) -> None:
-        with receive:
-            async for job in receive:
-                await self.poll(job)
-                del job  # not kept alive while this worker waits for the next one
+    async def _worker(self, handover: asyncio.Queue[VideoJob]) -> None:
+        while True:
+            job = await handover.get()
+            await self.poll(job)
+            del job  # not kept alive while this worker waits for the next one
 
     async def poll(self, job: VideoJob) -> None:
         """One poll of ``job``; its answer goes to the registry, then the next is scheduled."""
