@@ -27,7 +27,7 @@ Strategy = Callable[[SandboxProcess, list[tuple[str, str]], float], Awaitable[di
 
 async def _completions(sb: SandboxProcess, task_ids: list[str]) -> dict[str, float]:
     out = {}
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=sb.admin_headers) as session:
         for tid in task_ids:
             async with session.get(f"{sb.base_url}/sandbox/tasks/{tid}") as resp:
                 out[tid] = float((await resp.json())["completed_at"])

@@ -27,6 +27,7 @@ from suno_mp4_sandbox import (
     RenderFailed,
     RenderJob,
     Sandbox,
+    admin_headers,
     build_arg_parser,
 )
 
@@ -691,14 +692,16 @@ async def test_admin_routes_drive_the_sandbox_over_http(
 ) -> None:
     base = sandbox.base_url + "/sandbox"
 
+    admin = sandbox.admin_headers
+
     async def post(path: str, body: object) -> Any:
-        async with session.post(base + path, json=body) as resp:
+        async with session.post(base + path, json=body, headers=admin) as resp:
             assert resp.status == 200, await resp.text()
             return await resp.json()
 
     track = await post("/tracks", {"title": "T", "duration": 2})
     video_task_id = await submitted(session, sandbox, track=(track["task_id"], track["audio_id"]))
-    async with session.get(f"{base}/tasks/{video_task_id}") as resp:
+    async with session.get(f"{base}/tasks/{video_task_id}", headers=admin) as resp:
         task = await resp.json()
     assert task["audio_id"] == track["audio_id"] and task["status"] == "PENDING"
     assert (await post("/faults", {"poll_455": 0.5}))["poll_455"] == 0.5
@@ -707,13 +710,14 @@ async def test_admin_routes_drive_the_sandbox_over_http(
     assert sandbox.maintenance
     before = sandbox.now()
     assert (await post("/advance", {"days": 1}))["now"] >= before + 86400
-    async with session.get(base + "/stats") as resp:
+    async with session.get(base + "/stats", headers=admin) as resp:
         stats = await resp.json()
     assert stats["submits"] == {f"{track['task_id']}/{track['audio_id']}": 1}
-    async with session.post(base + "/faults", json={"nope": 1}) as resp:
+    async with session.post(base + "/faults", json={"nope": 1}, headers=admin) as resp:
         assert resp.status == 400
-    async with session.get(f"{base}/tasks/unknown") as resp:
+    async with session.get(f"{base}/tasks/unknown", headers=admin) as resp:
         assert resp.status == 404
+        assert "error" in await resp.json()
 
 
 def test_arg_parser_reads_ranges_rate_limits_and_faults() -> None:
@@ -732,10 +736,14 @@ async def test_module_entry_point_serves_until_sigterm(session: aiohttp.ClientSe
             first = b""
             while not first.endswith(b"\n"):
                 first += await proc.stdout.receive(1)
-            match = re.search(rb"(http://127\.0\.0\.1:\d+) api key (sk-sandbox-[0-9a-f]+)", first)
+            pattern = rb"(http://127\.0\.0\.1:\d+) api key (sk-sandbox-[0-9a-f]+) admin token (\S+)"
+            match = re.search(pattern, first)
             assert match, first
-            base_url, api_key = match.group(1).decode(), match.group(2).decode()
-            async with session.post(base_url + "/sandbox/tracks", json={}) as resp:
+            base_url, api_key, token = (group.decode() for group in match.groups())
+            url = base_url + "/sandbox/tracks"
+            async with session.post(url, json={}) as resp:
+                assert resp.status == 401  # the admin routes want the printed token
+            async with session.post(url, json={}, headers=admin_headers(token)) as resp:
                 track = await resp.json()
             body = {"taskId": track["task_id"], "audioId": track["audio_id"]}
             body["callBackUrl"] = NOWHERE

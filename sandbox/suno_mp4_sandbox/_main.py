@@ -1,9 +1,11 @@
 """``python -m suno_mp4_sandbox``: run the sandbox as a server of its own until SIGINT or
-SIGTERM. The first line on stdout holds its base URL and API key, for scripts to read."""
+SIGTERM. The first line on stdout holds its base URL, API key and admin token, for scripts
+to read."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -14,7 +16,11 @@ from ._faults import Faults
 from ._renderer import PlaceholderRenderer, Renderer
 from ._server import Sandbox, render_by_default
 
-__all__ = ["build_arg_parser", "main", "sandbox_from_args"]
+__all__ = ["ADMIN_TOKEN_ENV", "build_arg_parser", "main", "sandbox_from_args"]
+
+#: Where ``--admin-token`` is read from when not given (a command line is visible to every
+#: user of the machine; the environment is not).
+ADMIN_TOKEN_ENV = "SUNO_MP4_SANDBOX_ADMIN_TOKEN"
 
 
 def _render_time(text: str) -> float | tuple[float, float]:
@@ -53,6 +59,12 @@ def build_arg_parser(prog: str = "python -m suno_mp4_sandbox") -> argparse.Argum
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     p.add_argument("--port", type=int, default=8765, help="0 picks a free port (%(default)s)")
     p.add_argument("--api-key", help="the accepted key (default: a random sk-sandbox-...)")
+    p.add_argument(
+        "--admin-token",
+        default=os.environ.get(ADMIN_TOKEN_ENV) or None,
+        help=f"the token admin requests carry in X-Sandbox-Token (default: ${ADMIN_TOKEN_ENV}, "
+        "else a random one; printed at start)",
+    )
     p.add_argument("--credits", type=int, default=1_000_000, help="starting credits")
     p.add_argument("--video-cost", type=int, default=1, help="credits per video")
     p.add_argument(
@@ -147,6 +159,7 @@ def sandbox_from_args(args: argparse.Namespace) -> Sandbox:
         host=args.host,
         port=args.port,
         api_key=args.api_key,
+        admin_token=args.admin_token,
         credits=args.credits,
         video_cost=args.video_cost,
         render_time=args.render_time,
@@ -169,10 +182,18 @@ async def serve(sandbox: Sandbox, tracks: list[int | Path] | None = None) -> Non
     """Run ``sandbox`` until SIGINT or SIGTERM, then stop it cleanly."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with sandbox:
-            print(f"sandbox at {sandbox.base_url} api key {sandbox.api_key}", flush=True)
+            print(
+                f"sandbox at {sandbox.base_url} api key {sandbox.api_key} "
+                f"admin token {sandbox.admin_token}",
+                flush=True,
+            )
             for task_id, audio_id, label in register_tracks(sandbox, tracks or []):
                 print(f"track: taskId={task_id} audioId={audio_id} {label}", flush=True)
-            print("admin routes under /sandbox/; Ctrl-C or SIGTERM stops", flush=True)
+            print(
+                "admin routes under /sandbox/ (header X-Sandbox-Token: <admin token>); "
+                "Ctrl-C or SIGTERM stops",
+                flush=True,
+            )
             async for _ in signals:
                 break
 

@@ -22,7 +22,7 @@ import aiohttp
 import anyio
 from aiohttp import hdrs, web
 
-from ._admin import admin_routes
+from ._admin import admin_headers, admin_routes
 from ._callbacks import CallbackSender, is_loopback_url
 from ._faults import Faults
 from ._jsonbody import BodyError, read_json
@@ -70,6 +70,11 @@ class Sandbox:
     sandbox owns, and ``stop()`` cancels it: nothing outlives the ``async with``.
 
     ``credits``, ``maintenance`` and ``faults`` may be changed while it runs.
+
+    The admin routes under ``/sandbox/`` (the same controls over HTTP, for a sandbox in
+    another process) answer only requests carrying ``admin_token`` in the
+    ``X-Sandbox-Token`` header (:attr:`admin_headers`); a random token is drawn when none
+    is given.
     """
 
     #: Where videos are written: ``video_dir`` if given, else a temporary directory that
@@ -82,6 +87,7 @@ class Sandbox:
         host: str = "127.0.0.1",
         port: int = 0,
         api_key: str | None = None,
+        admin_token: str | None = None,
         credits: int = 1_000_000,
         video_cost: int = 1,
         render_time: float | tuple[float, float] = 0.2,
@@ -115,6 +121,10 @@ class Sandbox:
         self.host = host
         self.port = port
         self.api_key = api_key or "sk-sandbox-" + secrets.token_hex(8)
+        if admin_token is not None and not admin_token.strip():
+            raise ValueError("admin_token must not be empty (None draws a random one)")
+        #: What admin requests carry in their ``X-Sandbox-Token`` header.
+        self.admin_token = admin_token or secrets.token_urlsafe(24)
         self.credits = credits
         self.video_cost = video_cost
         self.render_time = render_time
@@ -214,6 +224,11 @@ class Sandbox:
             raise RuntimeError("the sandbox has not been started: use `async with Sandbox()`")
         return self._base_url
 
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """The headers an admin request to this sandbox needs (its admin token)."""
+        return admin_headers(self.admin_token)
+
     # Test-facing controls
 
     def add_track(
@@ -287,7 +302,7 @@ class Sandbox:
         app.router.add_post(GENERATE_PATH, self._generate)
         app.router.add_get(RECORD_INFO_PATH, self._record_info)
         app.router.add_get("/videos/{name}", self._video)
-        app.router.add_routes(admin_routes(self))
+        app.router.add_routes(admin_routes(self, self.admin_token))
         return app
 
     async def _generate(self, request: web.Request) -> web.StreamResponse:
