@@ -8,6 +8,7 @@ advance. For demos, tests and benchmarks without a paid key.
 """
 
 from ._admin import ADMIN_TOKEN_HEADER, admin_headers
+from ._dialects import ALT_RESELLER, APIKLEY, DIALECTS, Dialect, Meaning
 from ._faults import Faults
 from ._main import build_arg_parser, main
 from ._redis import RedisServer, redis_server
@@ -18,8 +19,13 @@ from ._stats import SandboxStats
 
 __all__ = [
     "ADMIN_TOKEN_HEADER",
+    "ALT_RESELLER",
+    "APIKLEY",
+    "DIALECTS",
+    "Dialect",
     "Faults",
     "Flag",
+    "Meaning",
     "PlaceholderRenderer",
     "RenderFailed",
     "RedisServer",

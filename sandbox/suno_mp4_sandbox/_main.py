@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 
 import anyio
+import attrs
 
+from ._dialects import DIALECTS
 from ._faults import Faults
 from ._renderer import PlaceholderRenderer, Renderer
 from ._server import Sandbox, render_by_default
@@ -64,6 +66,19 @@ def build_arg_parser(prog: str = "python -m suno_mp4_sandbox") -> argparse.Argum
         default=os.environ.get(ADMIN_TOKEN_ENV) or None,
         help=f"the token admin requests carry in X-Sandbox-Token (default: ${ADMIN_TOKEN_ENV}, "
         "else a random one; printed at start)",
+    )
+    p.add_argument(
+        "--provider",
+        choices=sorted(DIALECTS),
+        default="apikley",
+        help="whose code table the answers use (default: %(default)s, the seed's)",
+    )
+    p.add_argument(
+        "--errors-in-http-status",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="send an error's code as the HTTP status too, or always HTTP 200 "
+        "(default: as the provider does)",
     )
     p.add_argument("--credits", type=int, default=1_000_000, help="starting credits")
     p.add_argument("--video-cost", type=int, default=1, help="credits per video")
@@ -155,7 +170,11 @@ def sandbox_from_args(args: argparse.Namespace) -> Sandbox:
     faults.update(dict(args.fault))
     render = render_by_default() if args.render is None else args.render
     renderer: Renderer | None = None if render else PlaceholderRenderer(args.placeholder_size)
+    provider = DIALECTS[args.provider]
+    if args.errors_in_http_status is not None:
+        provider = attrs.evolve(provider, errors_in_http_status=args.errors_in_http_status)
     return Sandbox(
+        provider=provider,
         host=args.host,
         port=args.port,
         api_key=args.api_key,
