@@ -117,6 +117,8 @@ async def test_attach_by_id_resolves_a_task_made_earlier(sandbox: Sandbox, clien
         video = await job
     assert video.video_url == sandbox.task(video_task_id).video_url
     assert sandbox.stats.submits[(task_id, audio_id)] == 1
+    # record-info names the track (audioId, musicId), never the music task.
+    assert (video.audio_id, video.source_task_id) == (audio_id, None)
 
 
 async def test_attach_to_unknown_task_raises_not_found(client: Client) -> None:

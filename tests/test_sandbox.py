@@ -251,7 +251,9 @@ async def test_a_music_task_with_several_tracks_keeps_their_index(
     assert len(set(audio_ids)) == 3
     video_task_id = await submitted(session, sandbox, track=(task_id, audio_ids[2]))
     data = (await details(session, sandbox, video_task_id))["data"]
-    assert (data["musicId"], data["audioId"], data["musicIndex"]) == (task_id, audio_ids[2], 2)
+    # musicId is the source track (upstream's wording), not the music task.
+    assert (data["musicId"], data["audioId"], data["musicIndex"]) == (audio_ids[2],) * 2 + (2,)
+    assert task_id not in data.values()
 
 
 # Task details and lifecycle

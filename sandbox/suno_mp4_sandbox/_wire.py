@@ -47,7 +47,8 @@ def record_info(record: VideoTaskRecord, time_format: TimeFormat) -> dict[str, o
     """The ``data`` of Get Music Video Details."""
     return {
         "taskId": record.task_id,
-        "musicId": record.music_task_id,
+        # The source track, as upstream describes it (an audio id, not the music task).
+        "musicId": record.audio_id,
         "audioId": record.audio_id,
         "callbackUrl": record.callback_url,
         "musicIndex": record.music_index,
