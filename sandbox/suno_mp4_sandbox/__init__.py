@@ -8,6 +8,7 @@ advance. For demos, tests and benchmarks without a paid key.
 """
 
 from ._admin import ADMIN_TOKEN_HEADER, admin_headers
+from ._callbacks import CallbackPolicy
 from ._dialects import ALT_RESELLER, APIKLEY, DIALECTS, Dialect, Meaning
 from ._faults import Faults
 from ._main import build_arg_parser, main
@@ -21,6 +22,7 @@ __all__ = [
     "ADMIN_TOKEN_HEADER",
     "ALT_RESELLER",
     "APIKLEY",
+    "CallbackPolicy",
     "DIALECTS",
     "Dialect",
     "Faults",

@@ -13,6 +13,7 @@ from pathlib import Path
 import anyio
 import attrs
 
+from ._callbacks import CallbackPolicy
 from ._dialects import DIALECTS
 from ._faults import Faults
 from ._renderer import PlaceholderRenderer, Renderer
@@ -33,6 +34,13 @@ def _render_time(text: str) -> float | tuple[float, float]:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected SECONDS or LO,HI, got {text!r}") from None
+
+
+def _delays(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SECONDS[,SECONDS...], got {text!r}") from None
 
 
 def _rate_limit(text: str) -> tuple[int, float]:
@@ -103,7 +111,29 @@ def build_arg_parser(prog: str = "python -m suno_mp4_sandbox") -> argparse.Argum
     p.add_argument(
         "--conflict-on-duplicate", action="store_true", help="answer 409 to a second submit"
     )
-    p.add_argument("--callback-retries", type=int, default=3, help="attempts per callback")
+    p.add_argument(
+        "--callback-attempts",
+        "--callback-retries",
+        dest="callback_attempts",
+        type=int,
+        default=3,
+        metavar="N",
+        help="POSTs per callback, the first included (default: %(default)s)",
+    )
+    p.add_argument(
+        "--callback-retry-delays",
+        type=_delays,
+        default=(0.2, 0.5, 1.0),
+        metavar="S[,S...]",
+        help="seconds before each retry, the last repeating (default: 0.2,0.5,1.0)",
+    )
+    p.add_argument(
+        "--callback-failure-status",
+        choices=["CALLBACK_EXCEPTION", "none"],
+        default="CALLBACK_EXCEPTION",
+        help="what a made video's task becomes when its callback could not be delivered "
+        "('none': stays SUCCESS; default: %(default)s)",
+    )
     p.add_argument("--seed", type=int, help="seed the fault and render-time draws")
     p.add_argument("--video-dir", type=Path, help="keep videos here (default: a temp dir)")
     p.add_argument(
@@ -191,7 +221,13 @@ def sandbox_from_args(args: argparse.Namespace) -> Sandbox:
         renderer=renderer,
         render=render,
         render_concurrency=args.render_concurrency,
-        callback_retries=args.callback_retries,
+        callbacks=CallbackPolicy(
+            attempts=args.callback_attempts,
+            retry_delays=args.callback_retry_delays,
+            failure_status=None
+            if args.callback_failure_status == "none"
+            else args.callback_failure_status,
+        ),
         seed=args.seed,
         video_dir=args.video_dir,
     )

@@ -20,10 +20,11 @@ from typing import Literal
 
 import aiohttp
 import anyio
+import attrs
 from aiohttp import hdrs, web
 
 from ._admin import admin_headers, admin_routes
-from ._callbacks import CallbackSender, is_loopback_url
+from ._callbacks import CallbackPolicy, CallbackSender, is_loopback_url
 from ._dialects import DIALECTS, Dialect, Meaning
 from ._faults import Faults
 from ._jsonbody import BodyError, read_json
@@ -72,6 +73,14 @@ class Sandbox:
 
     ``credits``, ``maintenance`` and ``faults`` may be changed while it runs.
 
+    ``provider`` picks the dialect (``"apikley"``, the seed's, or ``"alt-reseller"``, or a
+    :class:`Dialect`): which code means what and which HTTP status carries errors.
+    ``callbacks`` (a :class:`CallbackPolicy`) says how many attempts a callback gets, the
+    waits between them, and whether a task whose callback could not be delivered turns
+    from SUCCESS into CALLBACK_EXCEPTION (``callback_retries`` is the older name of
+    ``callbacks.attempts``). ``time_format`` writes times as epoch milliseconds (``"ms"``)
+    or as ``"YYYY-MM-DD HH:MM:SS"`` strings in UTC without a zone (``"string"``).
+
     The admin routes under ``/sandbox/`` (the same controls over HTTP, for a sandbox in
     another process) answer only requests carrying ``admin_token`` in the
     ``X-Sandbox-Token`` header (:attr:`admin_headers`); a random token is drawn when none
@@ -102,7 +111,8 @@ class Sandbox:
         renderer: Renderer | None = None,
         render: bool | None = None,
         render_concurrency: int = 2,
-        callback_retries: int = 3,
+        callbacks: CallbackPolicy | None = None,
+        callback_retries: int | None = None,
         seed: int | None = None,
         video_dir: Path | None = None,
     ) -> None:
@@ -146,7 +156,11 @@ class Sandbox:
         )
         self.stats = SandboxStats()
         self._render_concurrency = render_concurrency
-        self._callback_retries = callback_retries
+        callbacks = callbacks if callbacks is not None else CallbackPolicy()
+        if callback_retries is not None:  # the older name of callbacks.attempts
+            callbacks = attrs.evolve(callbacks, attempts=callback_retries)
+        #: How callbacks are delivered and what a failed delivery does to a task.
+        self.callbacks = callbacks
         self._hmac_key = hmac_key.encode() if isinstance(hmac_key, str) else hmac_key
         self._window = SlidingWindow(*rate_limit) if rate_limit else None
         self._rng = random.Random(seed)
@@ -198,7 +212,7 @@ class Sandbox:
         stack.push_async_callback(session.close)
         self._sender = CallbackSender(
             session,
-            attempts=self._callback_retries,
+            policy=self.callbacks,
             hmac_key=self._hmac_key,
             on_attempt=self._count_callback_attempt,
         )
@@ -527,8 +541,7 @@ class Sandbox:
         url = record.callback_url
         if not is_loopback_url(url):
             # Decided before any await, so no poll ever sees SUCCESS turn into the flag.
-            record.callback_failed()
-            self.stats.callbacks_failed += 1
+            self._callback_failed(record)
             return
         if self.faults.callback_delay > 0:
             self.stats.faults["callback_delay"] += 1
@@ -540,13 +553,17 @@ class Sandbox:
         body = callback_body(record)
         for copy in range(copies):
             if not await self._sender.deliver(url, body, record.task_id):
-                record.callback_failed()
-                self.stats.callbacks_failed += 1
+                self._callback_failed(record)
                 return
             record.callbacks_sent += 1
             self.stats.callbacks_sent += 1
             if copy:
                 self.stats.callbacks_duplicated += 1
+
+    def _callback_failed(self, record: VideoTaskRecord) -> None:
+        self.stats.callbacks_failed += 1
+        if self.callbacks.failure_status is not None:
+            record.callback_failed()
 
     def _count_callback_attempt(self) -> None:
         self.stats.callback_attempts += 1
