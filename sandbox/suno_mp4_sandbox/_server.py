@@ -324,6 +324,7 @@ class Sandbox:
         app.router.add_post(GENERATE_PATH, self._generate)
         app.router.add_get(RECORD_INFO_PATH, self._record_info)
         app.router.add_get("/videos/{name}", self._video)
+        app.router.add_get("/openapi.yaml", _openapi)
         app.router.add_routes(admin_routes(self, self.admin_token))
         return app
 
@@ -574,6 +575,15 @@ class Sandbox:
             return False
         self.stats.faults[kind] += 1
         return True
+
+
+#: The contract as an OpenAPI document (shipped with the package; served as it is).
+OPENAPI_PATH = Path(__file__).with_name("openapi.yaml")
+
+
+async def _openapi(request: web.Request) -> web.StreamResponse:
+    """The OpenAPI document of the two endpoints and the callback, for API tools."""
+    return web.FileResponse(OPENAPI_PATH, headers={hdrs.CONTENT_TYPE: "application/yaml"})
 
 
 async def _cut_short(request: web.Request, response: web.Response) -> web.StreamResponse:
