@@ -204,6 +204,15 @@ async def test_invalid_fields_answer_422_naming_the_field(
     assert sandbox.credits == 1_000_000 and not sandbox.tasks
 
 
+@pytest.mark.parametrize("field", ["author", "domainName"])
+async def test_null_branding_answers_422_it_is_no_string(
+    sandbox: Sandbox, session: aiohttp.ClientSession, field: str
+) -> None:
+    # Found by the contract fuzzer: null was read as "not given" and the task billed.
+    answer = await submit(session, sandbox, **{field: None})
+    assert answer["code"] == 422 and field in answer["msg"] and not sandbox.tasks
+
+
 async def test_fifty_character_branding_is_accepted(
     sandbox: Sandbox, session: aiohttp.ClientSession
 ) -> None:

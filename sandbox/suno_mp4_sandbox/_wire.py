@@ -107,11 +107,13 @@ def validate_generate(body: dict[str, object]) -> tuple[Meaning, str] | None:
     if not absolute:
         return invalid, "callBackUrl must be an absolute http or https URL"
     for name in ("author", "domainName"):
-        value = body.get(name)
-        if value is None:
+        if name not in body:
             continue
+        value = body[name]
+        # null is no string either: the contract types them as strings, to be left out
+        # when not wanted (a client sending null may be refused upstream too).
         if not isinstance(value, str):
-            return invalid, f"{name} must be a string"
+            return invalid, f"{name} must be a string (leave it out for none)"
         if len(value) > MAX_BRANDING:
             return (
                 Meaning.TOO_LONG,
