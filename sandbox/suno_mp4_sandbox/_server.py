@@ -26,6 +26,7 @@ from aiohttp import hdrs, web
 from ._admin import admin_headers, admin_routes
 from ._callbacks import CallbackPolicy, CallbackSender, is_loopback_url
 from ._dialects import DIALECTS, Dialect, Meaning
+from ._envelope import in_envelope, openapi_document
 from ._faults import Faults
 from ._jsonbody import BodyError, read_json
 from ._probe import ProbeError, probe
@@ -320,11 +321,11 @@ class Sandbox:
     # The web application
 
     def _app(self) -> web.Application:
-        app = web.Application(middlewares=[self._in_envelope])
+        app = web.Application(middlewares=[in_envelope(self._answer)])
         app.router.add_post(GENERATE_PATH, self._generate)
         app.router.add_get(RECORD_INFO_PATH, self._record_info)
         app.router.add_get("/videos/{name}", self._video)
-        app.router.add_get("/openapi.yaml", _openapi)
+        app.router.add_get("/openapi.yaml", openapi_document)
         app.router.add_routes(admin_routes(self, self.admin_token))
         return app
 
@@ -355,36 +356,6 @@ class Sandbox:
         if self._roll("reset", self.faults.reset):
             return await _cut_short(request, response)
         return response
-
-    @web.middleware
-    async def _in_envelope(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        """Every answer of the API in its envelope, errors of aiohttp's own (unknown path,
-        wrong method, ...) and bugs included: clients parse ``{code, msg, data}``. The
-        admin routes answer ``{"error": ...}`` instead, the video files are no API."""
-        admin = request.path.startswith("/sandbox/")
-        try:
-            return await handler(request)
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            if admin:
-                return web.json_response({"error": exc.reason}, status=exc.status)
-            if exc.status == 405:
-                allowed = exc.headers.get(hdrs.ALLOW, "")
-                msg = f"Not Found - {request.method} is not a method of {request.path} ({allowed})"
-                return self._answer(Meaning.NOT_FOUND, msg, headers={hdrs.ALLOW: allowed})
-            if exc.status == 404:
-                return self._answer(Meaning.NOT_FOUND, "Not Found - no such endpoint")
-            if exc.status < 500:
-                return self._answer(Meaning.BAD_FORMAT, f"Format Error - {exc.reason}")
-            return self._answer(Meaning.SERVER_ERROR, f"Server Error - {exc.reason}")
-        except Exception:
-            logger.exception("unexpected error answering %s %s", request.method, request.path)
-            if admin:
-                return web.json_response({"error": "the sandbox failed"}, status=500)
-            return self._answer(Meaning.SERVER_ERROR, "Server Error - the sandbox failed")
 
     def _refusal(self, request: web.Request) -> web.Response | None:
         if self.maintenance:
@@ -575,15 +546,6 @@ class Sandbox:
             return False
         self.stats.faults[kind] += 1
         return True
-
-
-#: The contract as an OpenAPI document (shipped with the package; served as it is).
-OPENAPI_PATH = Path(__file__).with_name("openapi.yaml")
-
-
-async def _openapi(request: web.Request) -> web.StreamResponse:
-    """The OpenAPI document of the two endpoints and the callback, for API tools."""
-    return web.FileResponse(OPENAPI_PATH, headers={hdrs.CONTENT_TYPE: "application/yaml"})
 
 
 async def _cut_short(request: web.Request, response: web.Response) -> web.StreamResponse:
