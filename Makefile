@@ -44,12 +44,13 @@ typecheck: $(STAMP)
 check: lint typecheck test
 
 # The long runs: 1,000 chaos jobs, 10,000 fuzzed callbacks, 10,000 create/cancel cycles,
-# batches of 600 tracks SIGKILLed 10 times each (SDK and CLI).
+# batches of 600 tracks SIGKILLed 10 times each (SDK and CLI), 5,000 schemathesis cases per
+# dialect against the sandbox's OpenAPI document (plus 1,000 generate -> record-info runs).
 chaos: $(STAMP)
 	SUNO_MP4_FUZZ_EXAMPLES=10000 SUNO_MP4_CYCLES=10000 \
-	SUNO_MP4_CRASH_TRACKS=600 SUNO_MP4_CRASH_KILLS=10 \
+	SUNO_MP4_CRASH_TRACKS=600 SUNO_MP4_CRASH_KILLS=10 SUNO_MP4_SCHEMA_EXAMPLES=5000 \
 		$(BIN)/python -m pytest -q -s -p no:randomly tests/test_chaos.py tests/test_hardening.py \
-		tests/test_crash.py
+		tests/test_crash.py tests/test_contract_fuzz.py
 
 # The benchmarks need matplotlib (the `bench` extra) for their plot; `make test` does not.
 bench: $(STAMP) redis-server
