@@ -15,8 +15,8 @@ import aiohttp
 import anyio
 import pytest
 from aiohttp import web
-from suno_mp4_sandbox import Faults, Sandbox
-from suno_mp4_sandbox._callback_log import CallbackEvent, CallbackLog
+from suno_mp4_sandbox import CallbackEvent, Faults, Sandbox
+from suno_mp4_sandbox._callback_log import CallbackLog
 
 pytestmark = pytest.mark.anyio
 

@@ -8,6 +8,7 @@ advance. For demos, tests and benchmarks without a paid key.
 """
 
 from ._admin import ADMIN_TOKEN_HEADER, admin_headers
+from ._callback_log import CallbackEvent
 from ._faults import Faults
 from ._main import build_arg_parser, main
 from ._redis import RedisServer, redis_server
@@ -18,6 +19,7 @@ from ._stats import SandboxStats
 
 __all__ = [
     "ADMIN_TOKEN_HEADER",
+    "CallbackEvent",
     "Faults",
     "Flag",
     "PlaceholderRenderer",
