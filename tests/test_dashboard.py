@@ -159,7 +159,7 @@ async def test_each_callback_attempt_is_logged_with_the_receivers_answer(
             video_task_id = await submit(session, sb, receiver.url)
             with anyio.fail_after(10):
                 record = await sb.wait_done(video_task_id)
-            events = sb.callbacks(video_task_id)
+            events = sb.callback_events(video_task_id)
             shown = (await state(session, sb))["tasks"][0]["callbacks"]
     finally:
         await runner.cleanup()
@@ -182,7 +182,7 @@ async def test_a_receiver_that_is_not_listening_is_logged_as_unreachable(
         video_task_id = await submit(session, sb, receiver.url)
         with anyio.fail_after(10):
             await sb.wait_done(video_task_id)
-        events = sb.callbacks(video_task_id)
+        events = sb.callback_events(video_task_id)
     assert [(e.attempt, e.status, e.outcome) for e in events] == [
         (1, None, "cannot connect"),
         (2, None, "cannot connect"),
@@ -203,7 +203,7 @@ async def test_dropped_delayed_and_duplicated_callbacks_are_noted(
             dropped = await submit(session, sb, receiver.url)
             with anyio.fail_after(10):
                 await sb.wait_done(dropped)
-            twice, never = sb.callbacks(doubled), sb.callbacks(dropped)
+            twice, never = sb.callback_events(doubled), sb.callback_events(dropped)
     finally:
         await runner.cleanup()
     assert [e.outcome for e in twice] == [

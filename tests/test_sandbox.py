@@ -22,6 +22,7 @@ import pytest
 from aiohttp import web
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from suno_mp4_sandbox import (
+    CallbackPolicy,
     Faults,
     PlaceholderRenderer,
     RenderFailed,
@@ -30,6 +31,7 @@ from suno_mp4_sandbox import (
     admin_headers,
     build_arg_parser,
 )
+from suno_mp4_sandbox._main import sandbox_from_args
 
 pytestmark = pytest.mark.anyio
 
@@ -251,7 +253,9 @@ async def test_a_music_task_with_several_tracks_keeps_their_index(
     assert len(set(audio_ids)) == 3
     video_task_id = await submitted(session, sandbox, track=(task_id, audio_ids[2]))
     data = (await details(session, sandbox, video_task_id))["data"]
-    assert (data["musicId"], data["audioId"], data["musicIndex"]) == (task_id, audio_ids[2], 2)
+    # musicId is the source track (upstream's wording), not the music task.
+    assert (data["musicId"], data["audioId"], data["musicIndex"]) == (audio_ids[2],) * 2 + (2,)
+    assert task_id not in data.values()
 
 
 # Task details and lifecycle
@@ -393,6 +397,70 @@ async def test_a_failing_receiver_is_retried_then_the_task_is_callback_exception
             record = await sb.wait_done(video_task_id)
     assert receiver.posts == 2 and sb.stats.callback_attempts == 2
     assert record.status == "CALLBACK_EXCEPTION" and record.video_url is not None
+
+
+async def test_callback_attempts_and_delays_are_the_policys_and_the_flag_comes_last(
+    session: aiohttp.ClientSession, receiver: Receiver
+) -> None:
+    receiver.status = 503
+    policy = CallbackPolicy(attempts=4, retry_delays=(0.0, 0.05))
+    async with Sandbox(render_time=0, callbacks=policy) as sb:
+        video_task_id = await submitted(session, sb, callback_url=receiver.url)
+        with anyio.fail_after(5):
+            for _ in range(policy.attempts - 1):
+                await receiver.inbox.receive()
+                # Until the last attempt has failed, polls see the video as SUCCESS.
+                assert sb.task(video_task_id).status == "SUCCESS"
+            record = await sb.wait_done(video_task_id)
+    assert receiver.posts == 4 and sb.stats.callback_attempts == 4
+    assert record.status == "CALLBACK_EXCEPTION" and record.video_url is not None
+    assert sb.stats.callbacks_failed == 1
+
+
+@pytest.mark.parametrize("unreachable", ["receiver", "non-loopback"])
+async def test_with_no_failure_status_an_undelivered_callback_leaves_the_task_success(
+    session: aiohttp.ClientSession, receiver: Receiver, unreachable: str
+) -> None:
+    receiver.status = 500
+    policy = CallbackPolicy(attempts=2, retry_delays=(0,), failure_status=None)
+    url = receiver.url if unreachable == "receiver" else NOWHERE
+    async with Sandbox(render_time=0, callbacks=policy) as sb:
+        video_task_id = await submitted(session, sb, callback_url=url)
+        with anyio.fail_after(5):
+            record = await sb.wait_done(video_task_id)
+        data = (await details(session, sb, video_task_id))["data"]
+    assert receiver.posts == (2 if unreachable == "receiver" else 0)
+    assert record.status == "SUCCESS" and data["successFlag"] == "SUCCESS"
+    assert data["response"]["videoUrl"] == record.video_url
+    assert sb.stats.callbacks_failed == 1
+
+
+def test_callback_policy_refuses_what_cannot_work() -> None:
+    with pytest.raises(ValueError, match="attempts"):
+        CallbackPolicy(attempts=0)
+    with pytest.raises(ValueError, match="retry_delays"):
+        CallbackPolicy(retry_delays=())
+    with pytest.raises(ValueError, match="retry_delays"):
+        CallbackPolicy(retry_delays=(float("nan"),))
+    with pytest.raises(ValueError, match="failure_status"):
+        CallbackPolicy(failure_status="SUCCESS")  # type: ignore[arg-type]
+    assert CallbackPolicy(retry_delays=[1, 2]).delay(5) == 2  # the last delay repeats
+
+
+def test_the_command_line_sets_the_callback_policy() -> None:
+    args = build_arg_parser().parse_args(
+        [
+            "--callback-attempts",
+            "5",
+            "--callback-retry-delays",
+            "0,1.5",
+            "--callback-failure-status",
+            "none",
+        ]
+    )
+    assert sandbox_from_args(args).callbacks == CallbackPolicy(5, (0.0, 1.5), None)
+    legacy = build_arg_parser().parse_args(["--callback-retries", "2"])
+    assert sandbox_from_args(legacy).callbacks == CallbackPolicy(attempts=2)
 
 
 async def test_early_callback_arrives_before_the_submit_answer(

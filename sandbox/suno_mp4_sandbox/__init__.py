@@ -9,6 +9,8 @@ advance. For demos, tests and benchmarks without a paid key.
 
 from ._admin import ADMIN_TOKEN_HEADER, admin_headers
 from ._callback_log import CallbackEvent
+from ._callbacks import CallbackPolicy
+from ._dialects import ALT_RESELLER, APIKLEY, DIALECTS, Dialect, Meaning
 from ._faults import Faults
 from ._main import build_arg_parser, main
 from ._redis import RedisServer, redis_server
@@ -19,9 +21,15 @@ from ._stats import SandboxStats
 
 __all__ = [
     "ADMIN_TOKEN_HEADER",
+    "ALT_RESELLER",
+    "APIKLEY",
     "CallbackEvent",
+    "CallbackPolicy",
+    "DIALECTS",
+    "Dialect",
     "Faults",
     "Flag",
+    "Meaning",
     "PlaceholderRenderer",
     "RenderFailed",
     "RedisServer",

@@ -81,7 +81,7 @@ class Watched(Protocol):
     @property
     def tasks(self) -> Mapping[str, VideoTaskRecord]: ...
 
-    def callbacks(self, video_task_id: str) -> tuple[CallbackEvent, ...]: ...
+    def callback_events(self, video_task_id: str) -> tuple[CallbackEvent, ...]: ...
 
 
 def dashboard_routes(sandbox: Watched, token: str) -> list[web.RouteDef]:
@@ -127,7 +127,7 @@ def snapshot(sandbox: Watched) -> dict[str, object]:
             "answers": {str(code): n for code, n in sorted(stats.answers.items())},
         },
         "total_tasks": len(sandbox.tasks),
-        "tasks": [_task(record, sandbox.callbacks(record.task_id)) for record in newest],
+        "tasks": [_task(record, sandbox.callback_events(record.task_id)) for record in newest],
     }
 
 

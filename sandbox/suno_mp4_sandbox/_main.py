@@ -11,7 +11,10 @@ import sys
 from pathlib import Path
 
 import anyio
+import attrs
 
+from ._callbacks import CallbackPolicy
+from ._dialects import DIALECTS
 from ._faults import Faults
 from ._renderer import PlaceholderRenderer, Renderer
 from ._server import Sandbox, render_by_default
@@ -31,6 +34,13 @@ def _render_time(text: str) -> float | tuple[float, float]:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected SECONDS or LO,HI, got {text!r}") from None
+
+
+def _delays(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SECONDS[,SECONDS...], got {text!r}") from None
 
 
 def _rate_limit(text: str) -> tuple[int, float]:
@@ -65,6 +75,19 @@ def build_arg_parser(prog: str = "python -m suno_mp4_sandbox") -> argparse.Argum
         help=f"the token admin requests carry in X-Sandbox-Token (default: ${ADMIN_TOKEN_ENV}, "
         "else a random one; printed at start)",
     )
+    p.add_argument(
+        "--provider",
+        choices=sorted(DIALECTS),
+        default="apikley",
+        help="whose code table the answers use (default: %(default)s, the seed's)",
+    )
+    p.add_argument(
+        "--errors-in-http-status",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="send an error's code as the HTTP status too, or always HTTP 200 "
+        "(default: as the provider does)",
+    )
     p.add_argument("--credits", type=int, default=1_000_000, help="starting credits")
     p.add_argument("--video-cost", type=int, default=1, help="credits per video")
     p.add_argument(
@@ -88,7 +111,29 @@ def build_arg_parser(prog: str = "python -m suno_mp4_sandbox") -> argparse.Argum
     p.add_argument(
         "--conflict-on-duplicate", action="store_true", help="answer 409 to a second submit"
     )
-    p.add_argument("--callback-retries", type=int, default=3, help="attempts per callback")
+    p.add_argument(
+        "--callback-attempts",
+        "--callback-retries",
+        dest="callback_attempts",
+        type=int,
+        default=3,
+        metavar="N",
+        help="POSTs per callback, the first included (default: %(default)s)",
+    )
+    p.add_argument(
+        "--callback-retry-delays",
+        type=_delays,
+        default=(0.2, 0.5, 1.0),
+        metavar="S[,S...]",
+        help="seconds before each retry, the last repeating (default: 0.2,0.5,1.0)",
+    )
+    p.add_argument(
+        "--callback-failure-status",
+        choices=["CALLBACK_EXCEPTION", "none"],
+        default="CALLBACK_EXCEPTION",
+        help="what a made video's task becomes when its callback could not be delivered "
+        "('none': stays SUCCESS; default: %(default)s)",
+    )
     p.add_argument("--seed", type=int, help="seed the fault and render-time draws")
     p.add_argument("--video-dir", type=Path, help="keep videos here (default: a temp dir)")
     p.add_argument(
@@ -155,7 +200,11 @@ def sandbox_from_args(args: argparse.Namespace) -> Sandbox:
     faults.update(dict(args.fault))
     render = render_by_default() if args.render is None else args.render
     renderer: Renderer | None = None if render else PlaceholderRenderer(args.placeholder_size)
+    provider = DIALECTS[args.provider]
+    if args.errors_in_http_status is not None:
+        provider = attrs.evolve(provider, errors_in_http_status=args.errors_in_http_status)
     return Sandbox(
+        provider=provider,
         host=args.host,
         port=args.port,
         api_key=args.api_key,
@@ -172,7 +221,13 @@ def sandbox_from_args(args: argparse.Namespace) -> Sandbox:
         renderer=renderer,
         render=render,
         render_concurrency=args.render_concurrency,
-        callback_retries=args.callback_retries,
+        callbacks=CallbackPolicy(
+            attempts=args.callback_attempts,
+            retry_delays=args.callback_retry_delays,
+            failure_status=None
+            if args.callback_failure_status == "none"
+            else args.callback_failure_status,
+        ),
         seed=args.seed,
         video_dir=args.video_dir,
     )
