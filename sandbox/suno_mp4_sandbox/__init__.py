@@ -8,6 +8,7 @@ advance. For demos, tests and benchmarks without a paid key.
 """
 
 from ._admin import ADMIN_TOKEN_HEADER, admin_headers
+from ._callback_log import CallbackEvent
 from ._callbacks import CallbackPolicy
 from ._dialects import ALT_RESELLER, APIKLEY, DIALECTS, Dialect, Meaning
 from ._faults import Faults
@@ -22,6 +23,7 @@ __all__ = [
     "ADMIN_TOKEN_HEADER",
     "ALT_RESELLER",
     "APIKLEY",
+    "CallbackEvent",
     "CallbackPolicy",
     "DIALECTS",
     "Dialect",

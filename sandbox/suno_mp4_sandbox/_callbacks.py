@@ -106,15 +106,20 @@ def sign(key: bytes, task_id: str, timestamp: str) -> str:
 
 
 class CallbackSender:
-    """Delivers one callback body, retrying on connection errors and non-2xx answers."""
+    """Delivers one callback body, retrying on connection errors and non-2xx answers.
+
+    ``on_attempt(task_id, attempt, status, error)`` hears of every POST once it is over
+    (attempts count from 1; ``status`` is the receiver's answer, or None with the
+    ``error`` that stopped it), so the sandbox can count and log each one as it happens.
+    """
 
     def __init__(
         self,
         session: aiohttp.ClientSession,
         *,
         policy: CallbackPolicy,
+        on_attempt: Callable[[str, int, int | None, BaseException | None], None],
         hmac_key: bytes | None = None,
-        on_attempt: Callable[[], None] = lambda: None,
     ) -> None:
         self._session = session
         self._policy = policy
@@ -129,7 +134,6 @@ class CallbackSender:
         for attempt in range(self._policy.attempts):
             if attempt:
                 await anyio.sleep(self._policy.delay(attempt - 1))
-            self._on_attempt()
             try:
                 async with self._session.post(
                     url,
@@ -138,10 +142,14 @@ class CallbackSender:
                     timeout=aiohttp.ClientTimeout(total=TIMEOUT),
                     allow_redirects=False,
                 ) as resp:
-                    if 200 <= resp.status < 300:
-                        return True
-            except (aiohttp.ClientError, TimeoutError):
-                pass  # retried below, like a refused or failing receiver
+                    status = resp.status
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                # Retried below, like a refused or failing receiver.
+                self._on_attempt(task_id, attempt + 1, None, exc)
+                continue
+            self._on_attempt(task_id, attempt + 1, status, None)
+            if 200 <= status < 300:
+                return True
         return False
 
     def _headers(self, task_id: str) -> dict[str, str]:

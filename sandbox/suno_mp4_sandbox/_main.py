@@ -242,6 +242,7 @@ async def serve(sandbox: Sandbox, tracks: list[int | Path] | None = None) -> Non
                 f"admin token {sandbox.admin_token}",
                 flush=True,
             )
+            print(f"dashboard: {sandbox.dashboard_url}", flush=True)
             for task_id, audio_id, label in register_tracks(sandbox, tracks or []):
                 print(f"track: taskId={task_id} audioId={audio_id} {label}", flush=True)
             print(

@@ -24,7 +24,9 @@ import attrs
 from aiohttp import hdrs, web
 
 from ._admin import admin_headers, admin_routes
+from ._callback_log import CallbackEvent, CallbackLog, describe_failure
 from ._callbacks import CallbackPolicy, CallbackSender, is_loopback_url
+from ._dashboard import DASHBOARD_PATH, dashboard_routes
 from ._dialects import DIALECTS, Dialect, Meaning
 from ._envelope import in_envelope, openapi_document
 from ._faults import Faults
@@ -170,6 +172,7 @@ class Sandbox:
         self._catalog = Catalog()
         self._track_count = 0
         self._done: dict[str, anyio.Event] = {}
+        self._callback_log = CallbackLog()
         self._stack: contextlib.AsyncExitStack | None = None
         self._base_url: str | None = None
 
@@ -215,7 +218,7 @@ class Sandbox:
             session,
             policy=self.callbacks,
             hmac_key=self._hmac_key,
-            on_attempt=self._count_callback_attempt,
+            on_attempt=self._callback_attempted,
         )
         self._closing = anyio.Event()
         self._render_limiter = anyio.CapacityLimiter(self._render_concurrency)
@@ -251,6 +254,13 @@ class Sandbox:
     def admin_headers(self) -> dict[str, str]:
         """The headers an admin request to this sandbox needs (its admin token)."""
         return admin_headers(self.admin_token)
+
+    @property
+    def dashboard_url(self) -> str:
+        """The dashboard page, with the admin token in the URL's fragment: a browser never
+        sends the fragment to a server, so the token stays out of access logs and
+        ``Referer`` headers, and the page's script hands it over as a header instead."""
+        return f"{self.base_url}{DASHBOARD_PATH}#token={self.admin_token}"
 
     # Test-facing controls
 
@@ -314,6 +324,12 @@ class Sandbox:
         """Every video task by id (read-only view)."""
         return MappingProxyType(self._catalog.tasks)
 
+    def callback_events(self, video_task_id: str) -> tuple[CallbackEvent, ...]:
+        """What happened to the task's callbacks, oldest first: each POST with the
+        receiver's answer, and the faults that dropped, delayed or doubled it (the last
+        20 entries of the last 10,000 tasks are kept)."""
+        return self._callback_log.of(video_task_id)
+
     def _next_title(self) -> str:
         self._track_count += 1
         return f"Sandbox track {self._track_count}"
@@ -327,6 +343,7 @@ class Sandbox:
         app.router.add_get("/videos/{name}", self._video)
         app.router.add_get("/openapi.yaml", openapi_document)
         app.router.add_routes(admin_routes(self, self.admin_token))
+        app.router.add_routes(dashboard_routes(self, self.admin_token))
         return app
 
     async def _generate(self, request: web.Request) -> web.StreamResponse:
@@ -514,16 +531,21 @@ class Sandbox:
         if not is_loopback_url(url):
             # Decided before any await, so no poll ever sees SUCCESS turn into the flag.
             self._callback_failed(record)
+            self._note(record, "not sent: the host is not this machine")
             return
         if self.faults.callback_delay > 0:
             self.stats.faults["callback_delay"] += 1
+            self._note(record, f"delayed {self.faults.callback_delay:g} s (fault)")
             await anyio.sleep(self.faults.callback_delay)
         if self._roll("callback_drop", self.faults.callback_drop):
             self.stats.callbacks_dropped += 1
+            self._note(record, "dropped (fault)")
             return
         copies = 2 if self._roll("callback_duplicate", self.faults.callback_duplicate) else 1
         body = callback_body(record)
         for copy in range(copies):
+            if copy:
+                self._note(record, "sent again (duplicate fault)")
             if not await self._sender.deliver(url, body, record.task_id):
                 self._callback_failed(record)
                 return
@@ -537,8 +559,16 @@ class Sandbox:
         if self.callbacks.failure_status is not None:
             record.callback_failed()
 
-    def _count_callback_attempt(self) -> None:
+    def _callback_attempted(
+        self, task_id: str, attempt: int, status: int | None, error: BaseException | None
+    ) -> None:
         self.stats.callback_attempts += 1
+        outcome = f"HTTP {status}" if error is None else describe_failure(error)
+        event = CallbackEvent(self.now(), outcome, attempt=attempt, status=status)
+        self._callback_log.add(task_id, event)
+
+    def _note(self, record: VideoTaskRecord, what: str) -> None:
+        self._callback_log.add(record.task_id, CallbackEvent(self.now(), what))
 
     def _roll(self, kind: str, probability: float) -> bool:
         """Draw whether a fault strikes now, and count it if it does."""
