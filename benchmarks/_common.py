@@ -14,23 +14,31 @@ from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
+from suno_mp4_sandbox import admin_headers
 from suno_mp4_sandbox._redis import stop_process
 
 
 class SandboxProcess:
     """``python -m suno_mp4_sandbox`` in a child process, so the client's CPU is its own."""
 
-    def __init__(self, proc: subprocess.Popen[str], base_url: str, api_key: str) -> None:
+    def __init__(
+        self, proc: subprocess.Popen[str], base_url: str, api_key: str, admin_token: str
+    ) -> None:
         self.proc = proc
         self.base_url = base_url
         self.api_key = api_key
+        #: What the admin routes under /sandbox/ want (see ``admin_headers``).
+        self.admin_headers = admin_headers(admin_token)
 
     async def admin(self, method: str, path: str, body: Any = None) -> Any:
         async with (
             aiohttp.ClientSession() as session,
             # Admin POSTs must be JSON (Content-Type checked), even without a body.
             session.request(
-                method, self.base_url + path, json={} if body is None and method != "GET" else body
+                method,
+                self.base_url + path,
+                json={} if body is None and method != "GET" else body,
+                headers=self.admin_headers,
             ) as resp,
         ):
             resp.raise_for_status()
@@ -40,7 +48,7 @@ class SandboxProcess:
         """Register ``n`` synthetic tracks (up to 32 requests in flight), in order."""
         out: list[tuple[str, str]] = [("", "")] * n
         slots = asyncio.Semaphore(32)
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers=self.admin_headers) as session:
 
             async def one(i: int) -> None:
                 async with (
@@ -64,7 +72,7 @@ def sandbox_process(*args: str) -> Iterator[SandboxProcess]:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None
-        base_url = api_key = None
+        base_url = api_key = token = None
         for _ in range(20):
             line = proc.stdout.readline()
             if not line:
@@ -73,11 +81,13 @@ def sandbox_process(*args: str) -> Iterator[SandboxProcess]:
                 base_url = base_url or m.group(1)
             if m := re.search(r"(sk-sandbox-[0-9a-f]+)", line):
                 api_key = api_key or m.group(1)
-            if base_url and api_key:
+            if m := re.search(r"admin token (\S+)", line):
+                token = token or m.group(1)
+            if base_url and api_key and token:
                 break
-        if not (base_url and api_key):
-            raise RuntimeError("the sandbox process did not print its URL and key")
-        yield SandboxProcess(proc, base_url, api_key)
+        if not (base_url and api_key and token):
+            raise RuntimeError("the sandbox process did not print its URL, key and admin token")
+        yield SandboxProcess(proc, base_url, api_key, token)
     finally:
         stop_process(proc)
 

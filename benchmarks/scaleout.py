@@ -46,7 +46,7 @@ from suno_mp4 import (
 )
 from suno_mp4.redis import RedisCallbackRelay, RedisJobStore, RedisRateLimit
 
-from ._common import median, pct, sandbox_process, table
+from ._common import SandboxProcess, median, pct, sandbox_process, table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUEUE = "{bench}:queue"
@@ -161,12 +161,12 @@ async def worker(cfg: dict[str, Any]) -> None:
 # The parent: redis-server, sandbox, workers, measurements.
 
 
-async def _task_times(base_url: str, task_ids: list[str]) -> dict[str, tuple[float, float]]:
+async def _task_times(sb: SandboxProcess, task_ids: list[str]) -> dict[str, tuple[float, float]]:
     """Video task id -> (created, completed) on the sandbox's clock."""
     out: dict[str, tuple[float, float]] = {}
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=sb.admin_headers) as session:
         for tid in task_ids:
-            async with session.get(f"{base_url}/sandbox/tasks/{tid}") as resp:
+            async with session.get(f"{sb.base_url}/sandbox/tasks/{tid}") as resp:
                 data = await resp.json()
                 if data.get("completed_at") is not None:
                     out[tid] = (float(data["created_at"]), float(data["completed_at"]))
@@ -247,7 +247,7 @@ async def run(
         results = {k.decode(): json.loads(v) for k, v in (await redis.hgetall(RESULTS)).items()}
         await redis.aclose()
         done = {k: r for k, r in results.items() if r.get("task_id")}
-        task_times = await _task_times(sb.base_url, [r["task_id"] for r in done.values()])
+        task_times = await _task_times(sb, [r["task_id"] for r in done.values()])
     submits = stats["submits"]  # "task|audio" -> count
     counts = list(submits.values()) if isinstance(submits, dict) else []
     times = sorted(r["t"] for r in done.values())

@@ -223,8 +223,8 @@ def video_from_details(details: VideoDetails, *, received_at: datetime | None = 
         task_id=details.task_id,
         video_url=details.video_url,
         completed_at=details.completed_at or received_at or utcnow(),
-        audio_id=details.audio_id,
-        source_task_id=details.music_id,
+        # musicId is the source track (upstream), i.e. an audio id, not the music task.
+        audio_id=details.audio_id or details.music_id,
     )
 
 

@@ -246,9 +246,8 @@ def outcome_of_details(job: VideoJob, details: VideoDetails) -> Outcome | None:
     if details.video_url and (status.is_ok or not status.is_known):
         _check_video_url(details.video_url, details.task_id)
         video = video_from_details(details, received_at=utcnow())
-        if job.request is not None and video.audio_id is None:
-            video = _with_request(video, job.request)
-        return video
+        # record-info names the track, never the music task: that comes from the request.
+        return _with_request(video, job.request) if job.request is not None else video
     if status.is_failure:
         return VideoGenerationError(
             details.task_id, status, details.error_code, details.error_message

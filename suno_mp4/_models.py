@@ -194,7 +194,8 @@ class MusicVideo:
     video_url: str
     completed_at: datetime
     audio_id: str | None = None
-    #: The music-generation task the track came from.
+    #: The music-generation task the track came from: known from the request that made
+    #: the video (record-info does not name it), so None for a job attached by task id.
     source_task_id: str | None = None
     expires_at: datetime = attrs.field(default=attrs.Factory(_expiry, takes_self=True), eq=False)
 
@@ -214,7 +215,8 @@ class VideoDetails:
     task_id: str
     status: TaskStatus = TaskStatus.PENDING
     video_url: str | None = None
-    #: The music-generation task the track came from (the wire's ``musicId``).
+    #: The wire's ``musicId``: the source track, an audio id (upstream's wording) — not
+    #: the music-generation task, which record-info does not name.
     music_id: str | None = None
     audio_id: str | None = None
     callback_url: str | None = None

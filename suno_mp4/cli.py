@@ -280,7 +280,7 @@ if HAVE_CLICK:
                 ("task", details.task_id),
                 ("status", details.status.value),
                 ("video url", details.video_url or "-"),
-                ("music task", details.music_id or "-"),
+                ("source track", details.music_id or "-"),
                 ("audio id", details.audio_id or "-"),
                 ("created", details.created_at.isoformat() if details.created_at else "-"),
                 ("completed", details.completed_at.isoformat() if details.completed_at else "-"),

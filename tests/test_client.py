@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Literal
 
 import anyio
 import pytest
@@ -117,6 +121,8 @@ async def test_attach_by_id_resolves_a_task_made_earlier(sandbox: Sandbox, clien
         video = await job
     assert video.video_url == sandbox.task(video_task_id).video_url
     assert sandbox.stats.submits[(task_id, audio_id)] == 1
+    # record-info names the track (audioId, musicId), never the music task.
+    assert (video.audio_id, video.source_task_id) == (audio_id, None)
 
 
 async def test_attach_to_unknown_task_raises_not_found(client: Client) -> None:
@@ -388,3 +394,34 @@ async def test_configured_rate_limit_is_never_exceeded() -> None:
                         tg.start_soon(client.create_video, *t)
         assert sb.stats.answers[429] == 0
         assert sum(sb.stats.submits.values()) == 12
+
+
+@pytest.fixture
+def far_time_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone far from UTC, so reading a zone-less time string as
+    local time instead of UTC would show."""
+    monkeypatch.setenv("TZ", "Asia/Kathmandu")  # UTC+05:45
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.parametrize("time_format", ["ms", "string"])
+async def test_the_sdk_reads_both_time_formats_of_the_sandbox_as_utc(
+    time_format: Literal["ms", "string"], far_time_zone: None
+) -> None:
+    async with Sandbox(render_time=0, time_format=time_format) as sb, _client(sb) as client:
+        with anyio.fail_after(10):
+            job = await client.create_video(*sb.add_track())
+            video = await job
+            details = await client.get_video_details(job.task_id)
+        record = sb.task(job.task_id)
+    # Strings carry whole seconds (UTC, without a zone); milliseconds carry the rest.
+    precision = 1.0 if time_format == "string" else 0.001
+    times = ((details.completed_at, record.completed_at), (details.created_at, record.created_at))
+    for read, sent in times:
+        assert read is not None and sent is not None
+        assert read.utcoffset() == timedelta(0)
+        assert abs(read.timestamp() - sent) <= precision, (read, sent)
+    assert video.completed_at == details.completed_at

@@ -16,7 +16,7 @@ from suno_mp4 import (
     VideoDetails,
     VideoRequest,
 )
-from suno_mp4._convert import converter, parse_time, unstructure_details
+from suno_mp4._convert import converter, parse_time, unstructure_details, video_from_details
 
 
 def test_request_rejects_empty_ids_before_anything_is_sent() -> None:
@@ -83,6 +83,15 @@ def test_details_parse_the_documented_example() -> None:
     assert details.music_id == "audioId_0295980ec02e"
     assert details.completed_at == datetime(2024, 12, 31, 16, 10, tzinfo=UTC)
     assert details.extra == {}
+
+
+def test_music_id_is_read_as_the_source_track_not_the_music_task() -> None:
+    wire = {"taskId": "mp4_1", "musicId": "track-7", "successFlag": "SUCCESS"}
+    wire["response"] = {"videoUrl": "https://example.com/v.mp4"}
+    video = video_from_details(converter.structure(wire, VideoDetails))
+    assert (video.audio_id, video.source_task_id) == ("track-7", None)
+    wire["audioId"] = "track-8"  # audioId, when present, names the track
+    assert video_from_details(converter.structure(wire, VideoDetails)).audio_id == "track-8"
 
 
 def test_details_keep_unknown_fields_and_tolerate_missing_ones() -> None:

@@ -22,13 +22,16 @@ import pytest
 from aiohttp import web
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from suno_mp4_sandbox import (
+    CallbackPolicy,
     Faults,
     PlaceholderRenderer,
     RenderFailed,
     RenderJob,
     Sandbox,
+    admin_headers,
     build_arg_parser,
 )
+from suno_mp4_sandbox._main import sandbox_from_args
 
 pytestmark = pytest.mark.anyio
 
@@ -201,6 +204,15 @@ async def test_invalid_fields_answer_422_naming_the_field(
     assert sandbox.credits == 1_000_000 and not sandbox.tasks
 
 
+@pytest.mark.parametrize("field", ["author", "domainName"])
+async def test_null_branding_answers_422_it_is_no_string(
+    sandbox: Sandbox, session: aiohttp.ClientSession, field: str
+) -> None:
+    # Found by the contract fuzzer: null was read as "not given" and the task billed.
+    answer = await submit(session, sandbox, **{field: None})
+    assert answer["code"] == 422 and field in answer["msg"] and not sandbox.tasks
+
+
 async def test_fifty_character_branding_is_accepted(
     sandbox: Sandbox, session: aiohttp.ClientSession
 ) -> None:
@@ -250,7 +262,9 @@ async def test_a_music_task_with_several_tracks_keeps_their_index(
     assert len(set(audio_ids)) == 3
     video_task_id = await submitted(session, sandbox, track=(task_id, audio_ids[2]))
     data = (await details(session, sandbox, video_task_id))["data"]
-    assert (data["musicId"], data["audioId"], data["musicIndex"]) == (task_id, audio_ids[2], 2)
+    # musicId is the source track (upstream's wording), not the music task.
+    assert (data["musicId"], data["audioId"], data["musicIndex"]) == (audio_ids[2],) * 2 + (2,)
+    assert task_id not in data.values()
 
 
 # Task details and lifecycle
@@ -392,6 +406,70 @@ async def test_a_failing_receiver_is_retried_then_the_task_is_callback_exception
             record = await sb.wait_done(video_task_id)
     assert receiver.posts == 2 and sb.stats.callback_attempts == 2
     assert record.status == "CALLBACK_EXCEPTION" and record.video_url is not None
+
+
+async def test_callback_attempts_and_delays_are_the_policys_and_the_flag_comes_last(
+    session: aiohttp.ClientSession, receiver: Receiver
+) -> None:
+    receiver.status = 503
+    policy = CallbackPolicy(attempts=4, retry_delays=(0.0, 0.05))
+    async with Sandbox(render_time=0, callbacks=policy) as sb:
+        video_task_id = await submitted(session, sb, callback_url=receiver.url)
+        with anyio.fail_after(5):
+            for _ in range(policy.attempts - 1):
+                await receiver.inbox.receive()
+                # Until the last attempt has failed, polls see the video as SUCCESS.
+                assert sb.task(video_task_id).status == "SUCCESS"
+            record = await sb.wait_done(video_task_id)
+    assert receiver.posts == 4 and sb.stats.callback_attempts == 4
+    assert record.status == "CALLBACK_EXCEPTION" and record.video_url is not None
+    assert sb.stats.callbacks_failed == 1
+
+
+@pytest.mark.parametrize("unreachable", ["receiver", "non-loopback"])
+async def test_with_no_failure_status_an_undelivered_callback_leaves_the_task_success(
+    session: aiohttp.ClientSession, receiver: Receiver, unreachable: str
+) -> None:
+    receiver.status = 500
+    policy = CallbackPolicy(attempts=2, retry_delays=(0,), failure_status=None)
+    url = receiver.url if unreachable == "receiver" else NOWHERE
+    async with Sandbox(render_time=0, callbacks=policy) as sb:
+        video_task_id = await submitted(session, sb, callback_url=url)
+        with anyio.fail_after(5):
+            record = await sb.wait_done(video_task_id)
+        data = (await details(session, sb, video_task_id))["data"]
+    assert receiver.posts == (2 if unreachable == "receiver" else 0)
+    assert record.status == "SUCCESS" and data["successFlag"] == "SUCCESS"
+    assert data["response"]["videoUrl"] == record.video_url
+    assert sb.stats.callbacks_failed == 1
+
+
+def test_callback_policy_refuses_what_cannot_work() -> None:
+    with pytest.raises(ValueError, match="attempts"):
+        CallbackPolicy(attempts=0)
+    with pytest.raises(ValueError, match="retry_delays"):
+        CallbackPolicy(retry_delays=())
+    with pytest.raises(ValueError, match="retry_delays"):
+        CallbackPolicy(retry_delays=(float("nan"),))
+    with pytest.raises(ValueError, match="failure_status"):
+        CallbackPolicy(failure_status="SUCCESS")  # type: ignore[arg-type]
+    assert CallbackPolicy(retry_delays=[1, 2]).delay(5) == 2  # the last delay repeats
+
+
+def test_the_command_line_sets_the_callback_policy() -> None:
+    args = build_arg_parser().parse_args(
+        [
+            "--callback-attempts",
+            "5",
+            "--callback-retry-delays",
+            "0,1.5",
+            "--callback-failure-status",
+            "none",
+        ]
+    )
+    assert sandbox_from_args(args).callbacks == CallbackPolicy(5, (0.0, 1.5), None)
+    legacy = build_arg_parser().parse_args(["--callback-retries", "2"])
+    assert sandbox_from_args(legacy).callbacks == CallbackPolicy(attempts=2)
 
 
 async def test_early_callback_arrives_before_the_submit_answer(
@@ -691,14 +769,16 @@ async def test_admin_routes_drive_the_sandbox_over_http(
 ) -> None:
     base = sandbox.base_url + "/sandbox"
 
+    admin = sandbox.admin_headers
+
     async def post(path: str, body: object) -> Any:
-        async with session.post(base + path, json=body) as resp:
+        async with session.post(base + path, json=body, headers=admin) as resp:
             assert resp.status == 200, await resp.text()
             return await resp.json()
 
     track = await post("/tracks", {"title": "T", "duration": 2})
     video_task_id = await submitted(session, sandbox, track=(track["task_id"], track["audio_id"]))
-    async with session.get(f"{base}/tasks/{video_task_id}") as resp:
+    async with session.get(f"{base}/tasks/{video_task_id}", headers=admin) as resp:
         task = await resp.json()
     assert task["audio_id"] == track["audio_id"] and task["status"] == "PENDING"
     assert (await post("/faults", {"poll_455": 0.5}))["poll_455"] == 0.5
@@ -707,13 +787,14 @@ async def test_admin_routes_drive_the_sandbox_over_http(
     assert sandbox.maintenance
     before = sandbox.now()
     assert (await post("/advance", {"days": 1}))["now"] >= before + 86400
-    async with session.get(base + "/stats") as resp:
+    async with session.get(base + "/stats", headers=admin) as resp:
         stats = await resp.json()
     assert stats["submits"] == {f"{track['task_id']}/{track['audio_id']}": 1}
-    async with session.post(base + "/faults", json={"nope": 1}) as resp:
+    async with session.post(base + "/faults", json={"nope": 1}, headers=admin) as resp:
         assert resp.status == 400
-    async with session.get(f"{base}/tasks/unknown") as resp:
+    async with session.get(f"{base}/tasks/unknown", headers=admin) as resp:
         assert resp.status == 404
+        assert "error" in await resp.json()
 
 
 def test_arg_parser_reads_ranges_rate_limits_and_faults() -> None:
@@ -732,10 +813,14 @@ async def test_module_entry_point_serves_until_sigterm(session: aiohttp.ClientSe
             first = b""
             while not first.endswith(b"\n"):
                 first += await proc.stdout.receive(1)
-            match = re.search(rb"(http://127\.0\.0\.1:\d+) api key (sk-sandbox-[0-9a-f]+)", first)
+            pattern = rb"(http://127\.0\.0\.1:\d+) api key (sk-sandbox-[0-9a-f]+) admin token (\S+)"
+            match = re.search(pattern, first)
             assert match, first
-            base_url, api_key = match.group(1).decode(), match.group(2).decode()
-            async with session.post(base_url + "/sandbox/tracks", json={}) as resp:
+            base_url, api_key, token = (group.decode() for group in match.groups())
+            url = base_url + "/sandbox/tracks"
+            async with session.post(url, json={}) as resp:
+                assert resp.status == 401  # the admin routes want the printed token
+            async with session.post(url, json={}, headers=admin_headers(token)) as resp:
                 track = await resp.json()
             body = {"taskId": track["task_id"], "audioId": track["audio_id"]}
             body["callBackUrl"] = NOWHERE

@@ -47,6 +47,11 @@ def auth(sb: Sandbox) -> dict[str, str]:
     return {"Authorization": f"Bearer {sb.api_key}"}
 
 
+def headers_for(sb: Sandbox, path: str) -> dict[str, str]:
+    """What a legitimate caller of ``path`` sends: the API key, or the admin token."""
+    return auth(sb) if path.startswith("/api/") else sb.admin_headers
+
+
 async def post_raw(
     session: aiohttp.ClientSession,
     url: str,
@@ -69,7 +74,8 @@ async def post_raw(
 async def assert_still_sound(session: aiohttp.ClientSession, sb: Sandbox) -> None:
     """After a hostile request, the sandbox still registers, bills, answers and polls."""
     with anyio.fail_after(10):
-        async with session.post(sb.base_url + "/sandbox/tracks", json={}) as r:
+        url = sb.base_url + "/sandbox/tracks"
+        async with session.post(url, json={}, headers=sb.admin_headers) as r:
             assert r.status == 200, await r.text()
             track = await r.json()
         body = {"taskId": track["task_id"], "audioId": track["audio_id"], "callBackUrl": NOWHERE}
@@ -82,7 +88,7 @@ async def assert_still_sound(session: aiohttp.ClientSession, sb: Sandbox) -> Non
         async with session.get(url, params=params, headers=auth(sb)) as r:
             assert r.status == 200 and (await r.json())["code"] == 200
         for path in ("/sandbox/stats", "/sandbox/faults", "/sandbox/credits"):
-            async with session.get(sb.base_url + path) as r:
+            async with session.get(sb.base_url + path, headers=sb.admin_headers) as r:
                 assert r.status == 200, await r.text()
 
 
@@ -121,7 +127,8 @@ async def test_deeply_nested_json_answers_400_never_500(
     answer = json.loads(raw)
     assert answer["code"] == 400 and answer["data"] is None, answer
     for path in ("/sandbox/tracks", "/sandbox/faults", "/sandbox/credits", "/sandbox/advance"):
-        status, raw = await post_raw(session, sandbox.base_url + path, body)
+        headers = sandbox.admin_headers
+        status, raw = await post_raw(session, sandbox.base_url + path, body, headers=headers)
         assert status == (413 if len(body) > 65536 else 400), (path, raw[:300])
         assert "error" in json.loads(raw)
     assert not sandbox.tasks
@@ -163,13 +170,17 @@ async def test_admin_posts_need_a_json_content_type(
     before = sandbox.now()
     # A cross-site form or a no-cors fetch: a body in a "simple" content type, or none.
     for payload in (body, b""):
-        status, raw = await post_raw(session, sandbox.base_url + path, payload, content_type)
+        status, raw = await post_raw(
+            session, sandbox.base_url + path, payload, content_type, sandbox.admin_headers
+        )
         assert status == 415, (path, content_type, status, raw[:300])
         assert "error" in json.loads(raw)
     assert not sandbox.maintenance and sandbox.credits == 1_000_000
     assert sandbox.faults == Faults() and sandbox.now() < before + 86400
     # The same request as JSON is accepted.
-    status, raw = await post_raw(session, sandbox.base_url + path, body, "application/json")
+    status, raw = await post_raw(
+        session, sandbox.base_url + path, body, "application/json", sandbox.admin_headers
+    )
     assert status == 200, raw[:300]
 
 
@@ -204,14 +215,16 @@ async def test_admin_track_paths_do_not_reveal_which_host_files_exist(
     url = sandbox.base_url + "/sandbox/tracks"
     for path in candidates:
         with anyio.fail_after(30):
-            async with session.post(url, json={"path": str(path), "duration": 2}) as r:
+            body = {"path": str(path), "duration": 2}
+            async with session.post(url, json=body, headers=sandbox.admin_headers) as r:
                 assert r.status == 400, (path, await r.text())
                 text = await r.text()
         assert json.loads(text) == UNUSABLE_AUDIO, (path, text)
     # A real audio file is accepted.
     track = write_wav(tmp_path / "real.wav")
     with anyio.fail_after(30):
-        async with session.post(url, json={"path": str(track)}) as r:
+        body = {"path": str(track)}
+        async with session.post(url, json=body, headers=sandbox.admin_headers) as r:
             assert r.status == 200, await r.text()
             assert set(await r.json()) == {"task_id", "audio_id"}
     # The Python API still says precisely what is wrong, for the local developer.
@@ -247,11 +260,12 @@ async def test_no_answer_echoes_a_host_path(session: aiohttp.ClientSession, tmp_
             params = {"taskId": video_task_id}
             async with session.get(sb.base_url + RECORD_INFO, params=params, headers=auth(sb)) as r:
                 info = await r.text()
-            async with session.get(f"{sb.base_url}/sandbox/tasks/{video_task_id}") as r:
+            admin_url = f"{sb.base_url}/sandbox/tasks/{video_task_id}"
+            async with session.get(admin_url, headers=sb.admin_headers) as r:
                 admin = await r.text()
             assert (json.loads(info)["data"]["errorMessage"] is None) == (title == "ok"), info
             texts += [info, admin]
-        async with session.get(sb.base_url + "/sandbox/stats") as r:
+        async with session.get(sb.base_url + "/sandbox/stats", headers=sb.admin_headers) as r:
             texts.append(await r.text())
         for text in texts:
             for secret in (str(sb.video_dir), str(tmp_path), str(audio)):
@@ -330,7 +344,7 @@ HOSTILE_FIELDS = [
 async def test_hostile_field_values_answer_4xx_and_the_sandbox_stays_sound(
     sandbox: Sandbox, session: aiohttp.ClientSession, path: str, body: bytes
 ) -> None:
-    headers = auth(sandbox) if path == GENERATE else None
+    headers = headers_for(sandbox, path)
     status, raw = await post_raw(session, sandbox.base_url + path, body, headers=headers)
     if path == GENERATE:
         assert status == 200, raw[:300]
@@ -409,7 +423,7 @@ async def test_random_bodies_never_5xx(
     # Whatever an earlier example switched on (a stall, maintenance) is undone first.
     sandbox.faults = Faults()
     sandbox.maintenance = False
-    headers = auth(sandbox) if path == GENERATE else None
+    headers = headers_for(sandbox, path)
     async with aiohttp.ClientSession() as session:
         status, raw = await post_raw(session, sandbox.base_url + path, body, content_type, headers)
     assert status < 500, (status, raw[:300])
@@ -418,3 +432,36 @@ async def test_random_bodies_never_5xx(
         assert status == 200 and answer["code"] != 500
     else:
         assert status == 200 or "error" in answer
+
+
+# 5. The admin token
+
+
+@pytest.mark.parametrize(
+    "token", [None, "", "wrong", "x" * 5000], ids=["none", "empty", "wrong", "huge"]
+)
+async def test_admin_routes_need_the_sandbox_admin_token(
+    sandbox: Sandbox, session: aiohttp.ClientSession, token: str | None
+) -> None:
+    headers = {} if token is None else {"X-Sandbox-Token": token}
+    for path in ADMIN_POSTS:
+        status, raw = await post_raw(session, sandbox.base_url + path, b"{}", headers=headers)
+        assert status == 401, (path, raw[:300])
+        assert "X-Sandbox-Token" in json.loads(raw)["error"]
+    for path in ("/sandbox/stats", "/sandbox/faults", "/sandbox/credits", "/sandbox/tasks/x"):
+        async with session.get(sandbox.base_url + path, headers=headers) as r:
+            assert r.status == 401 and "error" in await r.json()
+    assert not sandbox.tasks and sandbox.stats.as_json() == Sandbox().stats.as_json()
+    # The token is checked before the body is read: an anonymous request is refused
+    # whatever it sends, and the right token opens the same route.
+    status, _ = await post_raw(session, sandbox.base_url + "/sandbox/credits", b"x" * 100_000)
+    assert status == 401
+    await assert_still_sound(session, sandbox)
+
+
+async def test_each_sandbox_draws_its_own_admin_token_unless_given() -> None:
+    first, second = Sandbox(), Sandbox()
+    assert first.admin_token != second.admin_token and len(first.admin_token) >= 32
+    assert Sandbox(admin_token="fixed").admin_headers == {"X-Sandbox-Token": "fixed"}
+    with pytest.raises(ValueError, match="admin_token"):
+        Sandbox(admin_token="  ")

@@ -1,10 +1,12 @@
 """Admin routes under ``/sandbox/``: the test controls of ``Sandbox`` over HTTP, for a
 sandbox running in another process (``python -m suno_mp4_sandbox``, the benchmarks).
 
-No authentication: the sandbox listens on loopback and holds nothing of value. Every body
-is hostile all the same, since any web page the developer visits can send requests to
-loopback:
+The sandbox listens on loopback and holds nothing of value, but any web page the developer
+visits, and any other program on the machine, can send requests to loopback. So:
 
+- every admin request carries the sandbox's admin token in the ``X-Sandbox-Token`` header
+  (``admin_headers(token)`` builds it; a random one per sandbox unless given, printed at
+  start): without it the answer is 401, before the body is read;
 - a POST must say ``Content-Type: application/json`` (415 otherwise), which a cross-site
   page cannot send without a CORS preflight, and the sandbox answers no preflight;
 - bodies go through the bounded reader of ``_jsonbody`` (size, nesting, finite numbers);
@@ -16,6 +18,7 @@ loopback:
 
 from __future__ import annotations
 
+import hmac
 import math
 import os
 import subprocess
@@ -64,14 +67,20 @@ class Controls(Protocol):
 
 
 __all__ = [
+    "ADMIN_TOKEN_HEADER",
     "MAX_ADVANCE_DAYS",
     "MAX_CREDITS",
     "MAX_DURATION",
     "MAX_TEXT",
     "MAX_TRACKS",
     "UNUSABLE_AUDIO",
+    "admin_headers",
     "admin_routes",
 ]
+
+#: The header every admin request carries its sandbox's admin token in. A custom header
+#: also makes a cross-site request need a CORS preflight, which the sandbox never answers.
+ADMIN_TOKEN_HEADER = "X-Sandbox-Token"
 
 #: Tracks of one music task made by ``/sandbox/music-tasks`` (the API makes 2).
 MAX_TRACKS = 10
@@ -90,6 +99,11 @@ _MAX_PATH = 4096
 AdminHandler = Callable[[web.Request], Awaitable[object]]
 
 
+def admin_headers(token: str) -> dict[str, str]:
+    """The headers an admin request needs: ``{"X-Sandbox-Token": token}``."""
+    return {ADMIN_TOKEN_HEADER: token}
+
+
 class AdminError(Exception):
     """A bad admin request: answered with ``status`` and ``{"error": message}``."""
 
@@ -99,7 +113,15 @@ class AdminError(Exception):
         self.status = status
 
 
-def admin_routes(sandbox: Controls) -> list[web.RouteDef]:
+def admin_routes(sandbox: Controls, token: str) -> list[web.RouteDef]:
+    """The admin routes of ``sandbox``, open to requests that carry ``token``."""
+    if not token:
+        raise ValueError("the admin token must not be empty")
+    expected = token.encode()
+
+    def _json(handler: AdminHandler) -> Callable[[web.Request], Awaitable[web.Response]]:
+        return _json_answer(handler, expected)
+
     async def add_track(request: web.Request) -> object:
         body = await _body(request)
         title = _text(body, "title")
@@ -167,7 +189,7 @@ def admin_routes(sandbox: Controls) -> list[web.RouteDef]:
     async def task(request: web.Request) -> object:
         task_id = request.match_info["task_id"]
         if task_id not in sandbox.tasks:
-            raise web.HTTPNotFound(text=f"no video task {task_id!r}")
+            raise AdminError("no such video task", status=404)
         return sandbox.task(task_id).as_json()
 
     return [
@@ -185,10 +207,16 @@ def admin_routes(sandbox: Controls) -> list[web.RouteDef]:
     ]
 
 
-def _json(handler: AdminHandler) -> Callable[[web.Request], Awaitable[web.Response]]:
+def _json_answer(
+    handler: AdminHandler, token: bytes
+) -> Callable[[web.Request], Awaitable[web.Response]]:
     """Answer the handler's result as JSON; a bad admin request answers 4xx with why."""
 
     async def wrapped(request: web.Request) -> web.Response:
+        # aiohttp keeps bytes that are no UTF-8 as surrogates: encode them back as they came.
+        given = request.headers.get(ADMIN_TOKEN_HEADER, "").encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(given, token):
+            return _error(401, f"admin requests need the sandbox's {ADMIN_TOKEN_HEADER} header")
         if request.method == "POST" and request.content_type != "application/json":
             return _error(415, "admin POSTs take Content-Type: application/json")
         try:

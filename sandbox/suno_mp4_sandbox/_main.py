@@ -1,20 +1,29 @@
 """``python -m suno_mp4_sandbox``: run the sandbox as a server of its own until SIGINT or
-SIGTERM. The first line on stdout holds its base URL and API key, for scripts to read."""
+SIGTERM. The first line on stdout holds its base URL, API key and admin token, for scripts
+to read."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
 
 import anyio
+import attrs
 
+from ._callbacks import CallbackPolicy
+from ._dialects import DIALECTS
 from ._faults import Faults
 from ._renderer import PlaceholderRenderer, Renderer
 from ._server import Sandbox, render_by_default
 
-__all__ = ["build_arg_parser", "main", "sandbox_from_args"]
+__all__ = ["ADMIN_TOKEN_ENV", "build_arg_parser", "main", "sandbox_from_args"]
+
+#: Where ``--admin-token`` is read from when not given (a command line is visible to every
+#: user of the machine; the environment is not).
+ADMIN_TOKEN_ENV = "SUNO_MP4_SANDBOX_ADMIN_TOKEN"
 
 
 def _render_time(text: str) -> float | tuple[float, float]:
@@ -25,6 +34,13 @@ def _render_time(text: str) -> float | tuple[float, float]:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected SECONDS or LO,HI, got {text!r}") from None
+
+
+def _delays(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SECONDS[,SECONDS...], got {text!r}") from None
 
 
 def _rate_limit(text: str) -> tuple[int, float]:
@@ -53,6 +69,25 @@ def build_arg_parser(prog: str = "python -m suno_mp4_sandbox") -> argparse.Argum
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     p.add_argument("--port", type=int, default=8765, help="0 picks a free port (%(default)s)")
     p.add_argument("--api-key", help="the accepted key (default: a random sk-sandbox-...)")
+    p.add_argument(
+        "--admin-token",
+        default=os.environ.get(ADMIN_TOKEN_ENV) or None,
+        help=f"the token admin requests carry in X-Sandbox-Token (default: ${ADMIN_TOKEN_ENV}, "
+        "else a random one; printed at start)",
+    )
+    p.add_argument(
+        "--provider",
+        choices=sorted(DIALECTS),
+        default="apikley",
+        help="whose code table the answers use (default: %(default)s, the seed's)",
+    )
+    p.add_argument(
+        "--errors-in-http-status",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="send an error's code as the HTTP status too, or always HTTP 200 "
+        "(default: as the provider does)",
+    )
     p.add_argument("--credits", type=int, default=1_000_000, help="starting credits")
     p.add_argument("--video-cost", type=int, default=1, help="credits per video")
     p.add_argument(
@@ -76,7 +111,29 @@ def build_arg_parser(prog: str = "python -m suno_mp4_sandbox") -> argparse.Argum
     p.add_argument(
         "--conflict-on-duplicate", action="store_true", help="answer 409 to a second submit"
     )
-    p.add_argument("--callback-retries", type=int, default=3, help="attempts per callback")
+    p.add_argument(
+        "--callback-attempts",
+        "--callback-retries",
+        dest="callback_attempts",
+        type=int,
+        default=3,
+        metavar="N",
+        help="POSTs per callback, the first included (default: %(default)s)",
+    )
+    p.add_argument(
+        "--callback-retry-delays",
+        type=_delays,
+        default=(0.2, 0.5, 1.0),
+        metavar="S[,S...]",
+        help="seconds before each retry, the last repeating (default: 0.2,0.5,1.0)",
+    )
+    p.add_argument(
+        "--callback-failure-status",
+        choices=["CALLBACK_EXCEPTION", "none"],
+        default="CALLBACK_EXCEPTION",
+        help="what a made video's task becomes when its callback could not be delivered "
+        "('none': stays SUCCESS; default: %(default)s)",
+    )
     p.add_argument("--seed", type=int, help="seed the fault and render-time draws")
     p.add_argument("--video-dir", type=Path, help="keep videos here (default: a temp dir)")
     p.add_argument(
@@ -143,10 +200,15 @@ def sandbox_from_args(args: argparse.Namespace) -> Sandbox:
     faults.update(dict(args.fault))
     render = render_by_default() if args.render is None else args.render
     renderer: Renderer | None = None if render else PlaceholderRenderer(args.placeholder_size)
+    provider = DIALECTS[args.provider]
+    if args.errors_in_http_status is not None:
+        provider = attrs.evolve(provider, errors_in_http_status=args.errors_in_http_status)
     return Sandbox(
+        provider=provider,
         host=args.host,
         port=args.port,
         api_key=args.api_key,
+        admin_token=args.admin_token,
         credits=args.credits,
         video_cost=args.video_cost,
         render_time=args.render_time,
@@ -159,7 +221,13 @@ def sandbox_from_args(args: argparse.Namespace) -> Sandbox:
         renderer=renderer,
         render=render,
         render_concurrency=args.render_concurrency,
-        callback_retries=args.callback_retries,
+        callbacks=CallbackPolicy(
+            attempts=args.callback_attempts,
+            retry_delays=args.callback_retry_delays,
+            failure_status=None
+            if args.callback_failure_status == "none"
+            else args.callback_failure_status,
+        ),
         seed=args.seed,
         video_dir=args.video_dir,
     )
@@ -169,10 +237,19 @@ async def serve(sandbox: Sandbox, tracks: list[int | Path] | None = None) -> Non
     """Run ``sandbox`` until SIGINT or SIGTERM, then stop it cleanly."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with sandbox:
-            print(f"sandbox at {sandbox.base_url} api key {sandbox.api_key}", flush=True)
+            print(
+                f"sandbox at {sandbox.base_url} api key {sandbox.api_key} "
+                f"admin token {sandbox.admin_token}",
+                flush=True,
+            )
+            print(f"dashboard: {sandbox.dashboard_url}", flush=True)
             for task_id, audio_id, label in register_tracks(sandbox, tracks or []):
                 print(f"track: taskId={task_id} audioId={audio_id} {label}", flush=True)
-            print("admin routes under /sandbox/; Ctrl-C or SIGTERM stops", flush=True)
+            print(
+                "admin routes under /sandbox/ (header X-Sandbox-Token: <admin token>); "
+                "Ctrl-C or SIGTERM stops",
+                flush=True,
+            )
             async for _ in signals:
                 break
 

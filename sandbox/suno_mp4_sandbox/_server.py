@@ -20,10 +20,15 @@ from typing import Literal
 
 import aiohttp
 import anyio
+import attrs
 from aiohttp import hdrs, web
 
-from ._admin import admin_routes
-from ._callbacks import CallbackSender, is_loopback_url
+from ._admin import admin_headers, admin_routes
+from ._callback_log import CallbackEvent, CallbackLog, describe_failure
+from ._callbacks import CallbackPolicy, CallbackSender, is_loopback_url
+from ._dashboard import DASHBOARD_PATH, dashboard_routes
+from ._dialects import DIALECTS, Dialect, Meaning
+from ._envelope import in_envelope, openapi_document
 from ._faults import Faults
 from ._jsonbody import BodyError, read_json
 from ._probe import ProbeError, probe
@@ -70,6 +75,19 @@ class Sandbox:
     sandbox owns, and ``stop()`` cancels it: nothing outlives the ``async with``.
 
     ``credits``, ``maintenance`` and ``faults`` may be changed while it runs.
+
+    ``provider`` picks the dialect (``"apikley"``, the seed's, or ``"alt-reseller"``, or a
+    :class:`Dialect`): which code means what and which HTTP status carries errors.
+    ``callbacks`` (a :class:`CallbackPolicy`) says how many attempts a callback gets, the
+    waits between them, and whether a task whose callback could not be delivered turns
+    from SUCCESS into CALLBACK_EXCEPTION (``callback_retries`` is the older name of
+    ``callbacks.attempts``). ``time_format`` writes times as epoch milliseconds (``"ms"``)
+    or as ``"YYYY-MM-DD HH:MM:SS"`` strings in UTC without a zone (``"string"``).
+
+    The admin routes under ``/sandbox/`` (the same controls over HTTP, for a sandbox in
+    another process) answer only requests carrying ``admin_token`` in the
+    ``X-Sandbox-Token`` header (:attr:`admin_headers`); a random token is drawn when none
+    is given.
     """
 
     #: Where videos are written: ``video_dir`` if given, else a temporary directory that
@@ -82,6 +100,8 @@ class Sandbox:
         host: str = "127.0.0.1",
         port: int = 0,
         api_key: str | None = None,
+        provider: str | Dialect = "apikley",
+        admin_token: str | None = None,
         credits: int = 1_000_000,
         video_cost: int = 1,
         render_time: float | tuple[float, float] = 0.2,
@@ -94,7 +114,8 @@ class Sandbox:
         renderer: Renderer | None = None,
         render: bool | None = None,
         render_concurrency: int = 2,
-        callback_retries: int = 3,
+        callbacks: CallbackPolicy | None = None,
+        callback_retries: int | None = None,
         seed: int | None = None,
         video_dir: Path | None = None,
     ) -> None:
@@ -106,6 +127,10 @@ class Sandbox:
             raise ValueError(f"render_time must be >= 0, got {render_time}")
         if time_format not in ("ms", "string"):
             raise ValueError(f"time_format is 'ms' or 'string', got {time_format!r}")
+        if isinstance(provider, str) and provider not in DIALECTS:
+            raise ValueError(
+                f"provider is one of {sorted(DIALECTS)} or a Dialect, got {provider!r}"
+            )
         if renderer is not None and render:
             raise ValueError("pass either renderer= or render=True, not both")
         if render is None and renderer is None:
@@ -115,6 +140,12 @@ class Sandbox:
         self.host = host
         self.port = port
         self.api_key = api_key or "sk-sandbox-" + secrets.token_hex(8)
+        #: Which code means what, and which HTTP status carries errors (``provider``).
+        self.dialect = DIALECTS[provider] if isinstance(provider, str) else provider
+        if admin_token is not None and not admin_token.strip():
+            raise ValueError("admin_token must not be empty (None draws a random one)")
+        #: What admin requests carry in their ``X-Sandbox-Token`` header.
+        self.admin_token = admin_token or secrets.token_urlsafe(24)
         self.credits = credits
         self.video_cost = video_cost
         self.render_time = render_time
@@ -128,7 +159,11 @@ class Sandbox:
         )
         self.stats = SandboxStats()
         self._render_concurrency = render_concurrency
-        self._callback_retries = callback_retries
+        callbacks = callbacks if callbacks is not None else CallbackPolicy()
+        if callback_retries is not None:  # the older name of callbacks.attempts
+            callbacks = attrs.evolve(callbacks, attempts=callback_retries)
+        #: How callbacks are delivered and what a failed delivery does to a task.
+        self.callbacks = callbacks
         self._hmac_key = hmac_key.encode() if isinstance(hmac_key, str) else hmac_key
         self._window = SlidingWindow(*rate_limit) if rate_limit else None
         self._rng = random.Random(seed)
@@ -137,6 +172,7 @@ class Sandbox:
         self._catalog = Catalog()
         self._track_count = 0
         self._done: dict[str, anyio.Event] = {}
+        self._callback_log = CallbackLog()
         self._stack: contextlib.AsyncExitStack | None = None
         self._base_url: str | None = None
 
@@ -180,9 +216,9 @@ class Sandbox:
         stack.push_async_callback(session.close)
         self._sender = CallbackSender(
             session,
-            attempts=self._callback_retries,
+            policy=self.callbacks,
             hmac_key=self._hmac_key,
-            on_attempt=self._count_callback_attempt,
+            on_attempt=self._callback_attempted,
         )
         self._closing = anyio.Event()
         self._render_limiter = anyio.CapacityLimiter(self._render_concurrency)
@@ -213,6 +249,18 @@ class Sandbox:
         if self._base_url is None:
             raise RuntimeError("the sandbox has not been started: use `async with Sandbox()`")
         return self._base_url
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """The headers an admin request to this sandbox needs (its admin token)."""
+        return admin_headers(self.admin_token)
+
+    @property
+    def dashboard_url(self) -> str:
+        """The dashboard page, with the admin token in the URL's fragment: a browser never
+        sends the fragment to a server, so the token stays out of access logs and
+        ``Referer`` headers, and the page's script hands it over as a header instead."""
+        return f"{self.base_url}{DASHBOARD_PATH}#token={self.admin_token}"
 
     # Test-facing controls
 
@@ -276,6 +324,12 @@ class Sandbox:
         """Every video task by id (read-only view)."""
         return MappingProxyType(self._catalog.tasks)
 
+    def callback_events(self, video_task_id: str) -> tuple[CallbackEvent, ...]:
+        """What happened to the task's callbacks, oldest first: each POST with the
+        receiver's answer, and the faults that dropped, delayed or doubled it (the last
+        20 entries of the last 10,000 tasks are kept)."""
+        return self._callback_log.of(video_task_id)
+
     def _next_title(self) -> str:
         self._track_count += 1
         return f"Sandbox track {self._track_count}"
@@ -283,11 +337,13 @@ class Sandbox:
     # The web application
 
     def _app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[in_envelope(self._answer)])
         app.router.add_post(GENERATE_PATH, self._generate)
         app.router.add_get(RECORD_INFO_PATH, self._record_info)
         app.router.add_get("/videos/{name}", self._video)
-        app.router.add_routes(admin_routes(self))
+        app.router.add_get("/openapi.yaml", openapi_document)
+        app.router.add_routes(admin_routes(self, self.admin_token))
+        app.router.add_routes(dashboard_routes(self, self.admin_token))
         return app
 
     async def _generate(self, request: web.Request) -> web.StreamResponse:
@@ -320,37 +376,38 @@ class Sandbox:
 
     def _refusal(self, request: web.Request) -> web.Response | None:
         if self.maintenance:
-            return self._answer(455, "Service Unavailable - system under maintenance")
+            return self._answer(Meaning.MAINTENANCE, "Service Unavailable - under maintenance")
         scheme, _, key = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
         # aiohttp keeps bytes that are no UTF-8 as surrogates: encode them back as they came.
         if scheme.lower() != "bearer" or not secrets.compare_digest(
             key.strip().encode("utf-8", "surrogateescape"), self.api_key.encode()
         ):
-            return self._answer(401, "Unauthorized - missing or invalid API key")
+            return self._answer(Meaning.UNAUTHORIZED, "Unauthorized - missing or invalid API key")
         storm_until = self.faults.rate_limit_storm_until
         if storm_until is not None and self.now() < storm_until:
             self.stats.faults["rate_limit_storm"] += 1
-            return self._too_many(storm_until - self.now())
+            return self._too_many(Meaning.CALL_LIMIT, storm_until - self.now())
         if self._window is not None and (wait := self._window.admit()) is not None:
-            return self._too_many(wait)
+            return self._too_many(Meaning.RATE_LIMITED, wait)
         return None
 
     async def _create_video(self, request: web.Request) -> web.Response:
         try:
             body = await read_json(request)
         except BodyError as exc:
-            return self._answer(400, f"Format Error - {exc.message}")
+            return self._answer(Meaning.BAD_FORMAT, f"Format Error - {exc.message}")
         if not isinstance(body, dict):
-            return self._answer(400, "Format Error - the body must be a JSON object")
+            return self._answer(Meaning.BAD_FORMAT, "Format Error - the body must be a JSON object")
         if problem := validate_generate(body):
-            return self._answer(422, f"Validation Error - {problem}")
+            meaning, why = problem
+            return self._answer(meaning, f"Validation Error - {why}")
         found = self._catalog.find_track(body["taskId"], body["audioId"])
         if isinstance(found, str):
-            return self._answer(404, f"Not Found - {found}")
+            return self._answer(Meaning.NOT_FOUND, f"Not Found - {found}")
         if self.credits < self.video_cost:
-            return self._answer(402, "Insufficient Credits - top up your account")
+            return self._answer(Meaning.NO_CREDITS, "Insufficient Credits - top up your account")
         if self.conflict_on_duplicate and self._catalog.has_video(found):
-            return self._answer(409, "Conflict - a video of this track already exists")
+            return self._answer(Meaning.CONFLICT, "Conflict - a video of this track already exists")
         record = self._catalog.open_task(
             found,
             callback_url=body["callBackUrl"],
@@ -370,18 +427,18 @@ class Sandbox:
             self._due.push(record.due_at, record)
         if self._roll("submit_5xx_after_accept", self.faults.submit_5xx_after_accept):
             return self._bad_gateway()
-        return self._answer(200, "success", {"taskId": record.task_id})
+        return self._answer(Meaning.SUCCESS, "success", {"taskId": record.task_id})
 
     async def _video_details(self, request: web.Request) -> web.Response:
         task_id = request.query.get("taskId")
         if not task_id:
-            return self._answer(422, "Validation Error - taskId is required")
+            return self._answer(Meaning.INVALID_PARAMS, "Validation Error - taskId is required")
         if self._roll("poll_455", self.faults.poll_455):
-            return self._answer(455, "Service Unavailable - system under maintenance")
+            return self._answer(Meaning.MAINTENANCE, "Service Unavailable - under maintenance")
         record = self._catalog.tasks.get(task_id)
         if record is None:
-            return self._answer(404, f"Not Found - no video task {task_id!r}")
-        return self._answer(200, "success", record_info(record, self.time_format))
+            return self._answer(Meaning.NOT_FOUND, f"Not Found - no video task {task_id!r}")
+        return self._answer(Meaning.SUCCESS, "success", record_info(record, self.time_format))
 
     async def _video(self, request: web.Request) -> web.StreamResponse:
         self.stats.requests["video"] += 1
@@ -397,15 +454,26 @@ class Sandbox:
     # Answers
 
     def _answer(
-        self, code: int, msg: str, data: object = None, headers: Mapping[str, str] | None = None
+        self,
+        meaning: Meaning,
+        msg: str,
+        data: object = None,
+        headers: Mapping[str, str] | None = None,
     ) -> web.Response:
-        """The JSON envelope, HTTP 200 whatever the code: the body's code is the truth."""
+        """The JSON envelope with the dialect's code for ``meaning``, sent with HTTP 200
+        (the seed: the body's code is the truth) or the code (``errors_in_http_status``)."""
+        code = self.dialect.code(meaning)
         self.stats.answers[code] += 1
-        return web.json_response(envelope(code, msg, data), headers=headers)
+        status = self.dialect.http_status(code)
+        return web.json_response(envelope(code, msg, data), status=status, headers=headers)
 
-    def _too_many(self, wait: float) -> web.Response:
+    def _too_many(self, meaning: Meaning, wait: float) -> web.Response:
         headers = {"Retry-After": retry_after_header(wait)}
-        return self._answer(429, "Rate Limited - call frequency too high", headers=headers)
+        msg = {
+            Meaning.RATE_LIMITED: "Rate Limited - call frequency too high",
+            Meaning.CALL_LIMIT: "Call Limit Exceeded - try again later",
+        }[meaning]
+        return self._answer(meaning, msg, headers=headers)
 
     def _bad_gateway(self) -> web.Response:
         self.stats.answers[502] += 1
@@ -462,29 +530,45 @@ class Sandbox:
         url = record.callback_url
         if not is_loopback_url(url):
             # Decided before any await, so no poll ever sees SUCCESS turn into the flag.
-            record.callback_failed()
-            self.stats.callbacks_failed += 1
+            self._callback_failed(record)
+            self._note(record, "not sent: the host is not this machine")
             return
         if self.faults.callback_delay > 0:
             self.stats.faults["callback_delay"] += 1
+            self._note(record, f"delayed {self.faults.callback_delay:g} s (fault)")
             await anyio.sleep(self.faults.callback_delay)
         if self._roll("callback_drop", self.faults.callback_drop):
             self.stats.callbacks_dropped += 1
+            self._note(record, "dropped (fault)")
             return
         copies = 2 if self._roll("callback_duplicate", self.faults.callback_duplicate) else 1
         body = callback_body(record)
         for copy in range(copies):
+            if copy:
+                self._note(record, "sent again (duplicate fault)")
             if not await self._sender.deliver(url, body, record.task_id):
-                record.callback_failed()
-                self.stats.callbacks_failed += 1
+                self._callback_failed(record)
                 return
             record.callbacks_sent += 1
             self.stats.callbacks_sent += 1
             if copy:
                 self.stats.callbacks_duplicated += 1
 
-    def _count_callback_attempt(self) -> None:
+    def _callback_failed(self, record: VideoTaskRecord) -> None:
+        self.stats.callbacks_failed += 1
+        if self.callbacks.failure_status is not None:
+            record.callback_failed()
+
+    def _callback_attempted(
+        self, task_id: str, attempt: int, status: int | None, error: BaseException | None
+    ) -> None:
         self.stats.callback_attempts += 1
+        outcome = f"HTTP {status}" if error is None else describe_failure(error)
+        event = CallbackEvent(self.now(), outcome, attempt=attempt, status=status)
+        self._callback_log.add(task_id, event)
+
+    def _note(self, record: VideoTaskRecord, what: str) -> None:
+        self._callback_log.add(record.task_id, CallbackEvent(self.now(), what))
 
     def _roll(self, kind: str, probability: float) -> bool:
         """Draw whether a fault strikes now, and count it if it does."""

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Literal
 from urllib.parse import urlsplit
 
+from ._dialects import Meaning
 from ._state import Flag, VideoTaskRecord
 
 __all__ = [
@@ -46,7 +47,8 @@ def record_info(record: VideoTaskRecord, time_format: TimeFormat) -> dict[str, o
     """The ``data`` of Get Music Video Details."""
     return {
         "taskId": record.task_id,
-        "musicId": record.music_task_id,
+        # The source track, as upstream describes it (an audio id, not the music task).
+        "musicId": record.audio_id,
         "audioId": record.audio_id,
         "callbackUrl": record.callback_url,
         "musicIndex": record.music_index,
@@ -87,27 +89,34 @@ def callback_body(record: VideoTaskRecord) -> dict[str, object]:
     return envelope(200, "MP4 generated successfully.", data)
 
 
-def validate_generate(body: dict[str, object]) -> str | None:
-    """The first reason the Create Music Video body fails validation, or None."""
+def validate_generate(body: dict[str, object]) -> tuple[Meaning, str] | None:
+    """The first reason the Create Music Video body fails validation (what it means, and
+    why), or None."""
+    invalid = Meaning.INVALID_PARAMS
     for name in ("taskId", "audioId", "callBackUrl"):
         value = body.get(name)
         if value is None:
-            return f"{name} is required"
+            return invalid, f"{name} is required"
         if not isinstance(value, str) or not value.strip():
-            return f"{name} must be a non-empty string"
+            return invalid, f"{name} must be a non-empty string"
     try:
         url = urlsplit(str(body["callBackUrl"]))
         absolute = url.scheme in ("http", "https") and bool(url.hostname)
     except ValueError:  # e.g. an unclosed "[" of an IPv6 host
         absolute = False
     if not absolute:
-        return "callBackUrl must be an absolute http or https URL"
+        return invalid, "callBackUrl must be an absolute http or https URL"
     for name in ("author", "domainName"):
-        value = body.get(name)
-        if value is None:
+        if name not in body:
             continue
+        value = body[name]
+        # null is no string either: the contract types them as strings, to be left out
+        # when not wanted (a client sending null may be refused upstream too).
         if not isinstance(value, str):
-            return f"{name} must be a string"
+            return invalid, f"{name} must be a string (leave it out for none)"
         if len(value) > MAX_BRANDING:
-            return f"{name} must be at most {MAX_BRANDING} characters, got {len(value)}"
+            return (
+                Meaning.TOO_LONG,
+                f"{name} is at most {MAX_BRANDING} characters, got {len(value)}",
+            )
     return None
