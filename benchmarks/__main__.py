@@ -1,8 +1,11 @@
-"""``python -m benchmarks`` (``make bench``): run every benchmark, print the tables and
-write them to ``benchmarks/RESULTS.md`` (and ``benchmarks/polls_vs_lag.png``) with the
-machine's CPU count and Python version.
+"""``python -m benchmarks`` (``make bench``): run every benchmark, print its section and
+write them all to ``benchmarks/RESULTS.md`` (and ``benchmarks/polls_vs_lag.png``).
 
-``--quick`` runs tiny sizes (CI's smoke run) and writes nothing.
+Every section of RESULTS.md is made here, by calling its benchmark module: none is written
+by hand, so none is lost when the file is written again. ``--only scale,download``
+measures those sections and keeps the others as they were (each section says when, and on
+what machine, it was measured). ``--quick`` runs every benchmark at tiny sizes (CI's smoke
+run) and writes nothing.
 """
 
 from __future__ import annotations
@@ -10,12 +13,16 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 
 from . import (
+    batch_memory,
+    callbacks,
     download,
     hostile,
     overhead,
@@ -25,24 +32,18 @@ from . import (
     resolution,
     scale,
     scaleout,
+    schedules,
+    slowloris,
 )
 from ._common import table
 
 HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "RESULTS.md"
+MARK = "<!-- section: {} -->"
+_MARK = re.compile(r"^<!-- section: ([a-z_]+) -->$", re.MULTILINE)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke run")
-    args = parser.parse_args(argv)
-    quick = args.quick
-    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    sections = []
-
-    def add(section: str) -> None:
-        print(section, flush=True)
-        sections.append(section)
-
+def _resolution(quick: bool) -> str:
     jobs, factor = (20, 0.05) if quick else (200, 0.2)
     headers, rows = anyio.run(resolution.run, jobs, factor)
     plot_note = ""
@@ -51,45 +52,90 @@ def main(argv: list[str] | None = None) -> None:
 
         polls_vs_lag(headers, rows, HERE / "polls_vs_lag.png")
         plot_note = "\n![polls per job vs detection lag p50](polls_vs_lag.png)\n"
-    add(
+    return (
         f"## Resolution: polling vs callbacks vs naive loops\n\n"
         f"{jobs} jobs per strategy, render times 1-20 s x {factor} (every interval scaled the "
         f"same), sandbox in its own process.\n\n{table(headers, rows)}\n{plot_note}\n"
         f"Reproduce: `python -m benchmarks.resolution --jobs {jobs} --scale {factor}`\n"
     )
 
-    headers, rows = polling_bound.run(2_000 if quick else 20_000)
-    add(
-        "## What polling alone can reach\n\nFor render times uniform on 1-20 s, the best "
-        "fixed or geometric poll schedule under each budget of polls per job (a computation, "
-        "no network): <= 3 polls/job and a p50 lag <= 10 % of the render time cannot both "
-        "hold without per-job information. Callbacks give both (0 polls, ms lag).\n\n"
-        f"{table(headers, rows)}\n\nReproduce: `python -m benchmarks.polling_bound`\n"
+
+def _schedules(quick: bool) -> str:
+    jobs, seeds = (300, 1) if quick else (2000, 3)
+    headers, rows = schedules.run(jobs, seeds)
+    return (
+        f"## Poll schedules on three spreads (simulation)\n\n"
+        f"No network: every strategy sees the same {jobs:,} streamed jobs with the same render "
+        f'times (paired by seed), median [min-max] over {seeds} seeds. "bound": the schedule '
+        f"that minimises the mean lag at the same budget, computed offline from the true "
+        f"distribution.\n\n{table(headers, rows)}\n\n"
+        f"Reproduce: `python -m benchmarks.schedules --jobs {jobs} --seeds {seeds}`\n"
     )
 
-    jobs, runs = (50, 1) if quick else (2000, 3)
+
+def _polling_bound(quick: bool) -> str:
+    samples = 2_000 if quick else 20_000
+    headers, rows = polling_bound.run(samples)
+    return (
+        f"## What polling alone can reach\n\n"
+        f"Render times uniform on 1-20 s (median 10.5 s), nothing known about one job: for "
+        f"each budget, the schedule of least mean lag computed from the true distribution, "
+        f"on {samples:,} seeded samples (a computation, no network). The last row only "
+        f"optimises the median: ~10 % of the median render at 3 polls/job, paid by a 10 s "
+        f"lag for the faster half. Callbacks give 0 polls and millisecond lags.\n\n"
+        f"{table(headers, rows)}\n\n"
+        f"Reproduce: `python -m benchmarks.polling_bound --samples {samples}`\n"
+    )
+
+
+def _overhead(quick: bool) -> str:
+    jobs, runs = (100, 1) if quick else (2000, 3)
     headers, rows = anyio.run(overhead.run, jobs, runs)
-    add(
-        f"## Client overhead: CPU per job\n\n{jobs} jobs per client, 0 s render, resolved by "
-        f"callback, at most {overhead.IN_FLIGHT} in flight; client CPU "
-        f"(`time.process_time`), median of {runs} alternating runs. Target <= "
-        f"{overhead.TARGET}x the raw aiohttp client.\n\n{table(headers, rows)}\n\n"
+    return (
+        f"## Client overhead: CPU per request\n\n"
+        f"{jobs:,} requests per side and kind, at most {overhead.IN_FLIGHT} in flight, "
+        f"the same tracks and task ids on both sides; client CPU (`time.process_time`, the "
+        f"sandbox in its own process). Median [min-max] of {runs} alternating runs; the "
+        f"ratio is taken within each run. Target <= {overhead.TARGET}x raw aiohttp.\n\n"
+        f"{table(headers, rows)}\n\n"
         f"Reproduce: `python -m benchmarks.overhead --jobs {jobs} --runs {runs}`\n"
     )
 
-    jobs, seconds = (500, 1.0) if quick else (10_000, 3.0)
-    headers, rows = anyio.run(scale.run, jobs, seconds)
-    add(
-        f"## Scale: {jobs:,} pending jobs\n\nRSS growth (VmRSS after `gc.collect()`) and "
-        f"event-loop lag (overshoot of a 10 ms sleep, over {seconds:g} s) against the same "
-        f"client with no job pending. Targets: <= {scale.TARGET_MB:g} MB growth, lag p99 <= "
-        f"{scale.TARGET_LAG_MS:g} ms.\n\n{table(headers, rows)}\n\n"
-        f"Reproduce: `python -m benchmarks.scale --jobs {jobs} --seconds {seconds:g}`\n"
+
+def _callbacks(quick: bool) -> str:
+    jobs, runs = (20, 1) if quick else (200, 3)
+    headers, rows = anyio.run(callbacks.run, jobs, runs)
+    return (
+        f"## Callback lag\n\n"
+        f"{jobs} jobs submitted at once, render times 0.2-4 s; lag = the awaiting task wakes "
+        f"- the sandbox finished the task. Each side gets a fresh sandbox with the same seed; "
+        f"median [min-max] of {runs} alternating runs. Target: 0 polls, p99 <= "
+        f"{callbacks.TARGET_P99_MS:g} ms.\n\n{table(headers, rows)}\n\n"
+        f"Reproduce: `python -m benchmarks.callbacks --jobs {jobs} --runs {runs}`\n"
     )
 
+
+def _scale(quick: bool) -> str:
+    jobs, runs, seconds = (500, 1, 0.5) if quick else (10_000, 3, 3.0)
+    headers, rows = anyio.run(scale.run, jobs, runs, seconds)
+    return (
+        f"## Scale: memory per pending job, event-loop lag\n\n"
+        f"{jobs:,} jobs pending (renders take an hour). The tracks are registered by another "
+        f"process; every figure comes from a fresh process that submits one job, takes its "
+        f"baseline, then submits the {jobs:,}. RSS: VmRSS growth after `gc.collect()`; live: "
+        f"`tracemalloc` (a process of its own). Lag: overshoot of a 10 ms sleep over "
+        f"{seconds:g} s. Median [min-max] of {runs} alternating runs. Targets: <= "
+        f"{scale.TARGET_KB:g} KB per pending job, lag p99 <= {scale.TARGET_LAG_MS:g} ms.\n\n"
+        f"{table(headers, rows)}\n\n"
+        f"Reproduce: `python -m benchmarks.scale --jobs {jobs} --runs {runs} "
+        f"--seconds {seconds:g}`\n"
+    )
+
+
+def _ratelimit(quick: bool) -> str:
     submits = 40 if quick else 200
     headers, rows = anyio.run(ratelimit.run, submits)
-    add(
+    return (
         f"## Rate limit: {ratelimit.LIMIT}/{ratelimit.PER:g} s\n\n{submits} submits at once "
         f"against a sandbox enforcing the limit. Throughput is measured after the first burst: "
         f"(n - {ratelimit.LIMIT}) / elapsed. Targets: >= {ratelimit.TARGET} of the limit, "
@@ -97,36 +143,74 @@ def main(argv: list[str] | None = None) -> None:
         f"Reproduce: `python -m benchmarks.ratelimit --submits {submits}`\n"
     )
 
+
+def _download(quick: bool) -> str:
     mb, runs = (20.0, 1) if quick else (200.0, 3)
     headers, rows = anyio.run(download.run, mb, runs)
-    add(
-        f"## Download: {mb:g} MB\n\nEach download in a fresh process, median of {runs} "
-        f"alternating runs; peak RSS growth = highest VmRSS sample (every 10 ms) minus the "
-        f"one before the transfer. Targets: >= {download.TARGET}x the raw MB/s, flat "
-        f"memory.\n\n{table(headers, rows)}\n\n"
+    return (
+        f"## Download: {mb:g} MB\n\nEach download in a fresh process, both sides reading "
+        f"1 MiB chunks; median [min-max] of {runs} alternating runs, the ratio taken within "
+        f"each run; peak RSS growth = highest VmRSS sample (every 10 ms) minus the one before "
+        f"the transfer. Targets: >= {download.TARGET}x the raw MB/s, flat memory.\n\n"
+        f"{table(headers, rows)}\n\n"
         f"Reproduce: `python -m benchmarks.download --mb {mb:g} --runs {runs}`\n"
     )
 
-    render_seconds, runs = (3.0, 1) if quick else (30.0, 3)
-    headers, rows = render.run(render_seconds, runs)
-    add(
+
+def _render(quick: bool) -> str:
+    seconds, runs = (3.0, 1) if quick else (30.0, 3)
+    headers, rows = render.run(seconds, runs)
+    return (
         f"## Rendering (the sandbox's renderer)\n\nMedian of {runs} alternating runs; target "
         f"<= 1.1x the bare command and >= 4x real time.\n\n{table(headers, rows)}\n\n"
-        f"Reproduce: `python -m benchmarks.render --seconds {render_seconds:g} --runs {runs}`\n"
+        f"Reproduce: `python -m benchmarks.render --seconds {seconds:g} --runs {runs}`\n"
     )
 
+
+def _hostile(quick: bool) -> str:
     runs = 1 if quick else 3
     headers, rows = anyio.run(lambda: hostile.measure(runs, baseline=not quick))
-    add(
+    return (
         f"## Hostile answers: client memory\n\nEach answer read in a fresh process, median "
         f"[min-max] of {runs} paired runs; the baseline is plain aiohttp `resp.read()` (what "
         f"the SDK did before answers were capped). Target: a typed error, growth < 50 MB."
         f"\n\n{table(headers, rows)}\n\nReproduce: `python -m benchmarks.hostile --runs {runs}`\n"
     )
 
+
+def _batch_memory(quick: bool) -> str:
+    rows_n, runs = (2_000, 1) if quick else (1_000_000, 3)
+    headers, rows = batch_memory.measure(rows_n, runs)
+    return (
+        f"## A batch of {rows_n:,} rows: CLI memory\n\n"
+        f"Each phase in a fresh process; peak RSS from `wait4` (an upper bound: a forked child "
+        f'counts the parent\'s pages until it execs). "Reads the file": the whole file is '
+        f"read and checked, then the first submit's 401 stops the batch (nothing billed). "
+        f'"Re-run": a store holding every row as done; every row is streamed through '
+        f"`create_videos`, found done, skipped. Median [min-max] of {runs} runs. Target: "
+        f"under 150 MB.\n\n{table(headers, rows)}\n\n"
+        f"Reproduce: `python -m benchmarks.batch_memory --rows {rows_n} --runs {runs}`\n"
+    )
+
+
+def _slowloris(quick: bool) -> str:
+    runs, connections, jobs = (1, 100, 2) if quick else (3, 1100, 10)
+    headers, rows = anyio.run(slowloris.run, runs, connections, jobs)
+    return (
+        f"## Callback listener under a slowloris load\n\n"
+        f"A victim process limited to {slowloris.NOFILE:,} file descriptors (sandbox, client "
+        f"and listener in it) while another process opens {connections:,} connections to the "
+        f"listener; {jobs} jobs per phase, median [min-max] of {runs} runs.\n\n"
+        f"{table(headers, rows)}\n\n"
+        f"Reproduce: `python -m benchmarks.slowloris --runs {runs} --connections {connections} "
+        f"--jobs {jobs}`\n"
+    )
+
+
+def _scaleout(quick: bool) -> str:
     jobs, rate = (30, 50) if quick else (400, 20)
     headers, rows = anyio.run(lambda: scaleout.bench(jobs, rate, kill_jobs=0 if quick else jobs))
-    add(
+    return (
         f"## Scale-out on Redis: 1, 2, 4 worker processes\n\n{jobs} jobs, sandbox limit "
         f"{rate} requests/s, shared `RedisRateLimit`, `RedisCallbackRelay`, `RedisJobStore`; "
         f"every callback goes to worker 0's listener. Throughput = submits per second after "
@@ -139,13 +223,72 @@ def main(argv: list[str] | None = None) -> None:
         f"2,000-job acceptance run: `make scale`\n"
     )
 
-    header = (
-        f"# Benchmark results\n\n{started}; {os.cpu_count()} CPUs; Python "
-        f"{platform.python_version()} on {platform.system()} {platform.machine()}.\n"
+
+#: Every section of RESULTS.md, in its order.
+SECTIONS: dict[str, Callable[[bool], str]] = {
+    "resolution": _resolution,
+    "schedules": _schedules,
+    "polling_bound": _polling_bound,
+    "overhead": _overhead,
+    "callbacks": _callbacks,
+    "scale": _scale,
+    "ratelimit": _ratelimit,
+    "download": _download,
+    "render": _render,
+    "hostile": _hostile,
+    "batch_memory": _batch_memory,
+    "slowloris": _slowloris,
+    "scaleout": _scaleout,
+}
+
+HEADER = (
+    "# Benchmark results\n\n"
+    "Written by `make bench` (`python -m benchmarks`): every section comes from its "
+    "benchmark module, with the command that reproduces it. `python -m benchmarks --only "
+    "NAME[,NAME]` measures those sections again and keeps the others; each section says "
+    "when and where it was measured.\n"
+)
+
+
+def read_sections(text: str) -> dict[str, str]:
+    """The sections of a RESULTS.md, by name (text from each marker to the next)."""
+    marks = list(_MARK.finditer(text))
+    out = {}
+    for mark, after in zip(marks, [*marks[1:], None], strict=True):
+        end = after.start() if after is not None else len(text)
+        out[mark.group(1)] = text[mark.start() : end].rstrip() + "\n"
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    text = header + "\n" + "\n".join(sections)
-    if not quick:
-        (HERE / "RESULTS.md").write_text(text)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke run")
+    parser.add_argument(
+        "--only", help=f"comma-separated sections to measure ({', '.join(SECTIONS)})"
+    )
+    args = parser.parse_args(argv)
+    names = args.only.split(",") if args.only else list(SECTIONS)
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown:
+        parser.error(f"no section {', '.join(unknown)}; there are {', '.join(SECTIONS)}")
+    fresh: dict[str, str] = {}
+    for name in names:
+        started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        body = SECTIONS[name](args.quick)
+        where = (
+            f"_Measured {started}; {os.cpu_count()} CPUs; Python {platform.python_version()} "
+            f"on {platform.system()} {platform.machine()}._\n"
+        )
+        fresh[name] = f"{MARK.format(name)}\n{body}\n{where}"
+        print(fresh[name], flush=True)
+    if args.quick:
+        return
+    kept = read_sections(RESULTS.read_text()) if RESULTS.exists() else {}
+    kept.update(fresh)
+    sections = [kept[name] for name in SECTIONS if name in kept]
+    RESULTS.write_text(HEADER + "\n" + "\n".join(sections))
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
 """Downloads: ``client.download`` against raw aiohttp streaming to disk from the same
-sandbox URL, measured in one run (alternating, median of ``--runs``).
+sandbox URL, measured in one run (alternating; median [min-max] of ``--runs``).
 
     python -m benchmarks.download [--mb 200] [--runs 3]
 
 The sandbox (its own process) serves a placeholder video of ``--mb`` MB. Each download
 runs in a fresh subprocess, which samples its own VmRSS every 10 ms: peak RSS growth is
 the highest sample minus the one taken just before the transfer. The raw baseline is
-``resp.content.iter_chunked(256 KiB)`` + a plain file write.
+``resp.content.iter_chunked(CHUNK)`` + a plain file write, with the SDK's chunk size
+(1 MiB): the same reads and writes on both sides. A run's ratio is SDK / raw MB/s of
+that run; which side goes first swaps every run.
 """
 
 from __future__ import annotations
@@ -25,13 +27,13 @@ import aiohttp
 import anyio
 
 from suno_mp4 import Client, PollPolicy
+from suno_mp4._download import CHUNK
 
-from ._common import median, proc_status_kb, sandbox_process, table
+from ._common import proc_status_kb, sandbox_process, spread, table
 
-CHUNK = 256 * 1024
 TARGET = 0.9
 MODES = {
-    "raw": "raw aiohttp iter_chunked + write (baseline)",
+    "raw": "raw aiohttp iter_chunked(1 MiB) + write (baseline)",
     "sdk": "suno_mp4 client.download",
 }
 
@@ -131,16 +133,24 @@ async def run(mb: float, runs: int = 3) -> tuple[list[str], list[list[Any]]]:
             url = (await job).video_url
         results: dict[str, list[dict[str, float]]] = {m: [] for m in MODES}
         for i in range(runs):
-            for mode in MODES:
+            for mode in MODES if i % 2 == 0 else reversed(MODES):
                 out = Path(work) / f"{mode}{i}.mp4"
                 r = await anyio.to_thread.run_sync(_spawn, mode, url, out, sb.api_key, sb.base_url)
                 if r["bytes"] != size:
                     raise RuntimeError(f"{mode}: got {r['bytes']} of {size} bytes")
                 results[mode].append(r)
-    speed = {m: median([size / 1e6 / r["seconds"] for r in rs]) for m, rs in results.items()}
-    peak = {m: median([r["peak_growth_mb"] for r in rs]) for m, rs in results.items()}
+    speed = {m: [size / 1e6 / r["seconds"] for r in rs] for m, rs in results.items()}
+    ratio = [s / r for s, r in zip(speed["sdk"], speed["raw"], strict=True)]
     headers = [f"download of {mb:g} MB", "MB/s", "vs raw", "peak RSS growth (MB)"]
-    rows = [[MODES[m], speed[m], speed[m] / speed["raw"], peak[m]] for m in MODES]
+    rows: list[list[Any]] = [
+        [
+            MODES[m],
+            spread(speed[m], 0),
+            spread(ratio) if m == "sdk" else "1",
+            spread([r["peak_growth_mb"] for r in results[m]], 1),
+        ]
+        for m in MODES
+    ]
     return headers, rows
 
 
@@ -160,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(worker(args.worker, args.url, args.out, args.api_key, args.base_url)))
         return
     headers, rows = anyio.run(run, args.mb, args.runs)
-    print(f"median of {args.runs} alternating runs, each in a fresh process")
+    print(f"median [min-max] of {args.runs} alternating runs, each in a fresh process")
     print(table(headers, rows))
 
 

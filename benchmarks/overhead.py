@@ -1,13 +1,23 @@
-"""Client CPU per job: the SDK (``Client`` + ``CallbackListener``) against a minimal raw
-aiohttp client doing the same work, measured in one run (alternating, median of ``--runs``).
+"""Client CPU per request: the SDK against raw aiohttp making the same calls, in one run.
 
     python -m benchmarks.overhead [--jobs 2000] [--runs 3]
 
-Zero render time, no rendering; both submit with at most 50 jobs in flight (submit +
-callback) and resolve each job on its callback. The raw client POSTs to
-``/api/v1/mp4/generate`` with a ``callBackUrl`` pointing at its own tiny aiohttp server on
-127.0.0.1:0, which records the task ids and sets an event per job. The sandbox runs in its
-own process, so ``time.process_time()`` here is the client's CPU alone.
+Three kinds of work, each done by both sides on the same tracks and task ids, at most 50
+requests in flight (a fixed set of 50 tasks on both sides):
+
+- submit: ``POST /api/v1/mp4/generate`` and read the task id. SDK: ``client.create_video``
+  (checks the request, keys it, writes the job store ahead, registers the job; no poll
+  comes due). Raw: ``session.post`` + ``resp.json()``.
+- poll: ``GET /api/v1/mp4/record-info`` of a finished task. SDK:
+  ``client.get_video_details`` (a ``VideoDetails``). Raw: ``session.get`` + ``resp.json()``.
+- job by callback: submit, then the task's callback resolves it (0 s render). SDK:
+  ``Client`` + ``CallbackListener``, ``await job``. Raw: the POST plus a tiny aiohttp server
+  that sets an event per task id.
+
+The sandbox runs in its own process, so ``time.process_time()`` here is the client's CPU
+alone. Each side opens its session (or client) and makes 50 warm-up calls before the
+clock starts. The sides alternate (which goes first swaps every run); a run's ratio is
+SDK / raw of that run; figures are median [min-max] over ``--runs``, never the best run.
 """
 
 from __future__ import annotations
@@ -16,62 +26,132 @@ import argparse
 import asyncio
 import time
 from collections import defaultdict
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 import aiohttp
 import anyio
 from aiohttp import web
 
 from suno_mp4 import CallbackListener, Client, PollPolicy
+from suno_mp4._client import NO_CALLBACK_URL
 
-from ._common import SandboxProcess, median, sandbox_process, table
+from ._common import SandboxProcess, sandbox_process, spread, table
 
 IN_FLIGHT = 50
-TARGET = 1.25
+WARM_UP = 50
+TARGET = 1.2
+GENERATE = "/api/v1/mp4/generate"
+RECORD_INFO = "/api/v1/mp4/record-info"
+#: No poll comes due during a run: the SDK sends only the requests measured.
+QUIET = PollPolicy(initial_delay=3000, max_interval=3000, fallback_interval=3000, max_wait=3600)
+KINDS = {
+    "submit": "submit (POST)",
+    "poll": "poll (GET)",
+    "callback": "job by callback (POST + callback)",
+}
+
+T = TypeVar("T")
+Track = tuple[str, str]
 
 
-async def sdk(sb: SandboxProcess, tracks: list[tuple[str, str]]) -> float:
-    """CPU seconds for the SDK to submit and resolve every track's job."""
-    # The safety poll never comes due within the run: every job resolves on its callback.
-    poll = PollPolicy(fallback_interval=600, max_wait=600)
-    slots = asyncio.Semaphore(IN_FLIGHT)
-    done = 0
+async def each(items: Iterable[T], call: Callable[[T], Awaitable[object]]) -> None:
+    """``call`` every item, ``IN_FLIGHT`` at a time."""
+    it = iter(items)
+
+    async def worker() -> None:
+        for item in it:
+            await call(item)
+
+    with anyio.fail_after(600):
+        async with anyio.create_task_group() as tg:
+            for _ in range(IN_FLIGHT):
+                tg.start_soon(worker)
+
+
+async def timed(warm: list[T], work: list[T], call: Callable[[T], Awaitable[object]]) -> float:
+    """CPU seconds per item of ``work`` (after ``warm``, not counted)."""
+    await each(warm, call)
     cpu0 = time.process_time()
-    async with Client(
-        sb.api_key, base_url=sb.base_url, poll=poll, callbacks=CallbackListener()
-    ) as client:
-
-        async def one(track: tuple[str, str]) -> None:
-            nonlocal done
-            async with slots:
-                job = await client.create_video(*track)
-                await job
-                done += 1
-
-        with anyio.fail_after(300):
-            async with anyio.create_task_group() as tg:
-                for track in tracks:
-                    tg.start_soon(one, track)
-    cpu = time.process_time() - cpu0
-    assert done == len(tracks), (done, len(tracks))
-    return cpu
+    await each(work, call)
+    return (time.process_time() - cpu0) / len(work)
 
 
-async def raw(sb: SandboxProcess, tracks: list[tuple[str, str]]) -> float:
-    """The same with bare aiohttp: a session for the POSTs, a tiny server for callbacks."""
+# The SDK.
+
+
+async def sdk_submit(sb: SandboxProcess, tracks: list[Track]) -> tuple[float, list[str]]:
+    task_ids: list[str] = []
+
+    async def submit(track: Track) -> None:
+        task_ids.append((await client.create_video(*track)).task_id)
+
+    async with Client(sb.api_key, base_url=sb.base_url, poll=QUIET) as client:
+        cpu = await timed(tracks[:WARM_UP], tracks[WARM_UP:], submit)
+    return cpu, task_ids
+
+
+async def sdk_poll(sb: SandboxProcess, task_ids: list[str]) -> float:
+    async with Client(sb.api_key, base_url=sb.base_url, poll=QUIET) as client:
+        return await timed(task_ids[:WARM_UP], task_ids[WARM_UP:], client.get_video_details)
+
+
+async def sdk_callback(sb: SandboxProcess, tracks: list[Track]) -> float:
+    async def one(track: Track) -> None:
+        await (await client.create_video(*track))
+
+    listener = CallbackListener()
+    async with Client(sb.api_key, base_url=sb.base_url, poll=QUIET, callbacks=listener) as client:
+        return await timed(tracks[:WARM_UP], tracks[WARM_UP:], one)
+
+
+# Raw aiohttp.
+
+
+def _session(sb: SandboxProcess) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(headers={"Authorization": f"Bearer {sb.api_key}"})
+
+
+async def _post(session: aiohttp.ClientSession, url: str, track: Track, callback_url: str) -> str:
+    body = {"taskId": track[0], "audioId": track[1], "callBackUrl": callback_url}
+    async with session.post(url + GENERATE, json=body) as resp:
+        data = await resp.json()
+    if data.get("code") != 200:
+        raise RuntimeError(f"submit refused: {data}")
+    task_id: str = data["data"]["taskId"]
+    return task_id
+
+
+async def raw_submit(sb: SandboxProcess, tracks: list[Track]) -> tuple[float, list[str]]:
+    task_ids: list[str] = []
+
+    async def submit(track: Track) -> None:
+        task_ids.append(await _post(session, sb.base_url, track, NO_CALLBACK_URL))
+
+    async with _session(sb) as session:
+        cpu = await timed(tracks[:WARM_UP], tracks[WARM_UP:], submit)
+    return cpu, task_ids
+
+
+async def raw_poll(sb: SandboxProcess, task_ids: list[str]) -> float:
+    async def poll(task_id: str) -> None:
+        async with session.get(sb.base_url + RECORD_INFO, params={"taskId": task_id}) as resp:
+            data = await resp.json()
+        if data.get("code") != 200:
+            raise RuntimeError(f"poll refused: {data}")
+
+    async with _session(sb) as session:
+        return await timed(task_ids[:WARM_UP], task_ids[WARM_UP:], poll)
+
+
+async def raw_callback(sb: SandboxProcess, tracks: list[Track]) -> float:
     events: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
-    received: list[str] = []
 
     async def callback(request: web.Request) -> web.Response:
         body = await request.json()
-        task_id = body["data"]["task_id"]
-        received.append(task_id)
-        events[task_id].set()
+        events[body["data"]["task_id"]].set()
         return web.json_response({"ok": True})
 
-    slots = asyncio.Semaphore(IN_FLIGHT)
-    done = 0
-    cpu0 = time.process_time()
     app = web.Application()
     app.router.add_post("/cb", callback)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -79,47 +159,68 @@ async def raw(sb: SandboxProcess, tracks: list[tuple[str, str]]) -> float:
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
-        port = runner.addresses[0][1]
-        callback_url = f"http://127.0.0.1:{port}/cb"
-        headers = {"Authorization": f"Bearer {sb.api_key}"}
-        url = f"{sb.base_url}/api/v1/mp4/generate"
-        async with aiohttp.ClientSession(headers=headers) as session:
+        callback_url = f"http://127.0.0.1:{runner.addresses[0][1]}/cb"
 
-            async def one(track: tuple[str, str]) -> None:
-                nonlocal done
-                async with slots:
-                    body = {"taskId": track[0], "audioId": track[1], "callBackUrl": callback_url}
-                    async with session.post(url, json=body) as resp:
-                        data = await resp.json()
-                    if data.get("code") != 200:
-                        raise RuntimeError(f"submit refused: {data}")
-                    await events[data["data"]["taskId"]].wait()
-                    done += 1
+        async def one(track: Track) -> None:
+            task_id = await _post(session, sb.base_url, track, callback_url)
+            await events[task_id].wait()
+            del events[task_id]
 
-            with anyio.fail_after(300):
-                async with anyio.create_task_group() as tg:
-                    for track in tracks:
-                        tg.start_soon(one, track)
+        async with _session(sb) as session:
+            return await timed(tracks[:WARM_UP], tracks[WARM_UP:], one)
     finally:
         await runner.cleanup()
-    cpu = time.process_time() - cpu0
-    assert done == len(tracks), (done, len(tracks))
+
+
+# The driver.
+
+
+async def measure(jobs: int, runs: int) -> dict[str, dict[str, list[float]]]:
+    """CPU seconds per request, by kind then side, one figure per run."""
+    cpu: dict[str, dict[str, list[float]]] = {k: {"raw": [], "sdk": []} for k in KINDS}
+    with sandbox_process("--render-time", "0", "--no-render") as sb:
+        for i in range(runs):
+            sides = ["raw", "sdk"] if i % 2 == 0 else ["sdk", "raw"]
+            # The same tracks for both sides (the sandbox takes a track more than once).
+            tracks = await sb.add_tracks(jobs + WARM_UP)
+            finished: list[str] = []
+            for side in sides:
+                submit = raw_submit if side == "raw" else sdk_submit
+                seconds, task_ids = await submit(sb, tracks)
+                cpu["submit"][side].append(seconds)
+                finished = finished or task_ids
+            await anyio.sleep(0.5)  # 0 s renders: every task is finished
+            for side in sides:
+                poll = raw_poll if side == "raw" else sdk_poll
+                cpu["poll"][side].append(await poll(sb, finished))
+            for side in sides:
+                by_callback = raw_callback if side == "raw" else sdk_callback
+                cpu["callback"][side].append(await by_callback(sb, tracks))
     return cpu
 
 
-async def run(jobs: int, runs: int = 1) -> tuple[list[str], list[list[Any]]]:
-    raw_cpu: list[float] = []
-    sdk_cpu: list[float] = []
-    with sandbox_process("--render-time", "0", "--no-render") as sb:
-        for _ in range(runs):
-            raw_cpu.append(await raw(sb, await sb.add_tracks(jobs)) / jobs)
-            sdk_cpu.append(await sdk(sb, await sb.add_tracks(jobs)) / jobs)
-    base, ours = median(raw_cpu), median(sdk_cpu)
-    headers = ["client (callbacks, 0 s render)", "CPU/job (µs)", "vs raw", "target"]
-    rows: list[list[Any]] = [
-        ["raw aiohttp + tiny callback server (baseline)", base * 1e6, 1.0, ""],
-        ["suno_mp4 Client + CallbackListener", ours * 1e6, ours / base, f"<= {TARGET}x"],
+async def run(jobs: int, runs: int = 3) -> tuple[list[str], list[list[Any]]]:
+    cpu = await measure(jobs, runs)
+    headers = [
+        "work (50 in flight)",
+        "raw aiohttp µs (baseline)",
+        "suno_mp4 µs",
+        "suno_mp4 / raw",
+        "target",
     ]
+    rows: list[list[Any]] = []
+    for kind, label in KINDS.items():
+        raw, ours = cpu[kind]["raw"], cpu[kind]["sdk"]
+        ratios = [s / r for s, r in zip(ours, raw, strict=True)]
+        rows.append(
+            [
+                label,
+                spread([r * 1e6 for r in raw], 0),
+                spread([s * 1e6 for s in ours], 0),
+                spread(ratios),
+                f"<= {TARGET}x" if kind != "callback" else "",
+            ]
+        )
     return headers, rows
 
 
@@ -131,7 +232,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
     headers, rows = anyio.run(run, args.jobs, args.runs)
-    print(f"{args.jobs} jobs per client, median of {args.runs} alternating runs")
+    print(f"client CPU per request, {args.jobs} requests per side and kind;")
+    print(f"median [min-max] of {args.runs} alternating runs")
     print(table(headers, rows))
 
 

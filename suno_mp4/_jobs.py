@@ -10,7 +10,7 @@ import logging
 import math
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Generator, Iterable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -19,6 +19,9 @@ from ._convert import utcnow, video_from_details
 from ._errors import JobTimeoutError, ServerError, SunoMp4Error, VideoGenerationError
 from ._models import CallbackPayload, MusicVideo, TaskStatus, VideoDetails, VideoRequest
 from ._untrusted import UntrustedDataError, check_url, short
+
+if TYPE_CHECKING:
+    from ._store import JobRecord
 
 
 class Scheduler(Protocol):
@@ -64,6 +67,7 @@ class VideoJob:
         "_details",
         "_event",
         "_outcome",
+        "_record",
         "_registry",
         "_status",
         "_waiters",
@@ -110,7 +114,10 @@ class VideoJob:
         self._event: asyncio.Event | None = None
         self._outcome: Outcome | None = None
         self._waiters = 0
-        self._callbacks: list[DoneCallback] = []
+        # A tuple, not a list: most jobs have one callback or none (the empty tuple is shared).
+        self._callbacks: tuple[DoneCallback, ...] = ()
+        #: The job store's record of its submission (set by the ledger), if there is one.
+        self._record: JobRecord | None = None
 
     def __repr__(self) -> str:
         done = " done" if self.done() else ""
@@ -195,7 +202,9 @@ class VideoJob:
 
     def _remove_callback(self, callback: DoneCallback) -> None:
         if callback in self._callbacks:
-            self._callbacks.remove(callback)
+            callbacks = list(self._callbacks)
+            callbacks.remove(callback)
+            self._callbacks = tuple(callbacks)
 
     # Called by the registry only.
 
@@ -211,7 +220,7 @@ class VideoJob:
         self._outcome = outcome
         if self._event is not None:
             self._event.set()
-        callbacks, self._callbacks = self._callbacks, []
+        callbacks, self._callbacks = self._callbacks, ()
         for callback in callbacks:
             self._call(callback)
 
@@ -233,7 +242,7 @@ class VideoJob:
         if self._outcome is not None:
             self._call(callback)
         else:
-            self._callbacks.append(callback)
+            self._callbacks = (*self._callbacks, callback)
 
 
 def outcome_of_details(job: VideoJob, details: VideoDetails) -> Outcome | None:

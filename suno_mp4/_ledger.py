@@ -5,7 +5,6 @@ restarted process, takes over dead workers' jobs and records every result."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import math
 import time
@@ -83,6 +82,8 @@ class Ledger:
         self._key_locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._on_claim = on_claim
         self._saves: MemoryObjectSendStream[JobRecord] | None = None  # while run() runs
+        # One bound method for every job's done callback: a partial per job held ~250 bytes.
+        self._on_job_done = self._job_finished
         #: Jobs taken over from dead workers of a shared store (statistics).
         self.claimed = 0
 
@@ -195,7 +196,8 @@ class Ledger:
     def _track(self, job: VideoJob, record: JobRecord | None) -> VideoJob:
         registered = self._registry.register(job)
         if registered is job and record is not None:
-            job.add_done_callback(functools.partial(self._job_finished, record))
+            job._record = record
+            job.add_done_callback(self._on_job_done)
         if registered is job and self._relay is not None and not job.done():
             self._relay.watch(job.task_id)  # a callback stored before we registered
         return registered
@@ -224,7 +226,9 @@ class Ledger:
 
     # Results.
 
-    def _job_finished(self, record: JobRecord, job: VideoJob) -> None:
+    def _job_finished(self, job: VideoJob) -> None:
+        record = job._record
+        assert record is not None
         error = job.exception()
         if isinstance(error, ClientClosedError | JobTimeoutError):
             return  # the remote task goes on: the record stays resumable
