@@ -20,9 +20,10 @@ def test_benchmarks_quick_run_prints_every_strategy() -> None:
     )
     assert done.returncode == 0, done.stderr
     for row in (
-        "naive 5 s loop (baseline)",
-        "suno_mp4 polling",
-        "suno_mp4 callbacks",
+        "SDK default (learned)",
+        "bound: planned on the true distribution",
+        "fixed loop at the learned budget",
+        "Many pending jobs",
         "least mean lag, 3 polls/job (bound)",
         "submit (POST)",
         "poll (GET)",
