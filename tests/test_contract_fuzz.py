@@ -95,10 +95,15 @@ def served(request: pytest.FixtureRequest) -> Iterator[Served]:
         match = re.search(r"(http://127\.0\.0\.1:\d+) api key (\S+)", first)
         assert match, first
         tracks = []
-        while (line := proc.stdout.readline()).startswith("track:"):
+        line = proc.stdout.readline()
+        if line.startswith("dashboard:"):  # the dashboard's address comes second
+            line = proc.stdout.readline()
+        while line.startswith("track:"):
             found = re.search(r"taskId=(\S+) audioId=(\S+)", line)
             assert found, line
             tracks.append((found.group(1), found.group(2)))
+            line = proc.stdout.readline()
+        assert tracks, "the sandbox listed no tracks"
         yield Served(provider, match.group(1), match.group(2), tracks)
     finally:
         proc.terminate()
