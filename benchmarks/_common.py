@@ -9,13 +9,40 @@ import re
 import statistics
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, TypeVar
 
 import aiohttp
+from aiohttp import web
 from suno_mp4_sandbox import admin_headers
 from suno_mp4_sandbox._redis import stop_process
+
+T = TypeVar("T")
+
+
+@asynccontextmanager
+async def raw_callback_server() -> AsyncIterator[tuple[str, defaultdict[str, asyncio.Event]]]:
+    """The baseline's callback receiver: a tiny aiohttp server on 127.0.0.1 that sets an
+    event per task id it is told about. Yields its URL and the events."""
+    events: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
+
+    async def callback(request: web.Request) -> web.Response:
+        body = await request.json()
+        events[body["data"]["task_id"]].set()
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/cb", callback)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/cb", events
+    finally:
+        await runner.cleanup()
 
 
 class SandboxProcess:
@@ -44,22 +71,41 @@ class SandboxProcess:
             resp.raise_for_status()
             return await resp.json()
 
-    async def add_tracks(self, n: int, **fields: Any) -> list[tuple[str, str]]:
-        """Register ``n`` synthetic tracks (up to 32 requests in flight), in order."""
-        out: list[tuple[str, str]] = [("", "")] * n
+    async def add_tracks(
+        self, n: int, *, each: Sequence[dict[str, Any]] | None = None, **fields: Any
+    ) -> list[tuple[str, str]]:
+        """Register ``n`` synthetic tracks (up to 32 requests in flight), in order; track
+        ``i`` gets ``fields`` updated with ``each[i]`` (e.g. its own duration)."""
+
+        async def one(session: aiohttp.ClientSession, i: int) -> tuple[str, str]:
+            body = fields if each is None else {**fields, **each[i]}
+            async with session.post(self.base_url + "/sandbox/tracks", json=body) as resp:
+                data = await resp.json()
+            return data["task_id"], data["audio_id"]
+
+        return await self._each_admin(n, one)
+
+    async def completed_at(self, task_ids: Sequence[str]) -> dict[str, float]:
+        """When the sandbox finished each task (its clock, seconds since the epoch)."""
+
+        async def one(session: aiohttp.ClientSession, i: int) -> float:
+            async with session.get(f"{self.base_url}/sandbox/tasks/{task_ids[i]}") as resp:
+                return float((await resp.json())["completed_at"])
+
+        return dict(zip(task_ids, await self._each_admin(len(task_ids), one), strict=True))
+
+    async def _each_admin(
+        self, n: int, call: Callable[[aiohttp.ClientSession, int], Awaitable[T]]
+    ) -> list[T]:
+        """``call(session, i)`` for i in range(n) on one admin session, 32 at a time."""
         slots = asyncio.Semaphore(32)
         async with aiohttp.ClientSession(headers=self.admin_headers) as session:
 
-            async def one(i: int) -> None:
-                async with (
-                    slots,
-                    session.post(self.base_url + "/sandbox/tracks", json=fields) as resp,
-                ):
-                    data = await resp.json()
-                out[i] = (data["task_id"], data["audio_id"])
+            async def one(i: int) -> T:
+                async with slots:
+                    return await call(session, i)
 
-            await asyncio.gather(*(one(i) for i in range(n)))
-        return out
+            return list(await asyncio.gather(*(one(i) for i in range(n))))
 
     async def stats(self) -> Any:
         return await self.admin("GET", "/sandbox/stats")

@@ -15,19 +15,16 @@ alternate; figures are median [min-max] over ``--runs``, never the best run.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import time
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import anyio
-from aiohttp import web
 
 from suno_mp4 import CallbackListener, Client, PollPolicy
 
-from ._common import SandboxProcess, pct, sandbox_process, spread, table
+from ._common import SandboxProcess, pct, raw_callback_server, sandbox_process, spread, table
 
 RENDER = "0.2,4"
 TARGET_P99_MS = 20.0
@@ -63,39 +60,25 @@ async def sdk(sb: SandboxProcess, tracks: list[Track]) -> tuple[dict[str, float]
 
 
 async def raw(sb: SandboxProcess, tracks: list[Track]) -> tuple[dict[str, float], int]:
-    events: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
     woke: dict[str, float] = {}
+    headers = {"Authorization": f"Bearer {sb.api_key}"}
+    async with (
+        raw_callback_server() as (callback_url, events),
+        aiohttp.ClientSession(headers=headers) as session,
+    ):
 
-    async def callback(request: web.Request) -> web.Response:
-        body = await request.json()
-        events[body["data"]["task_id"]].set()
-        return web.json_response({"ok": True})
+        async def one(track: Track) -> None:
+            body = {"taskId": track[0], "audioId": track[1], "callBackUrl": callback_url}
+            async with session.post(sb.base_url + "/api/v1/mp4/generate", json=body) as resp:
+                data = await resp.json()
+            task_id = data["data"]["taskId"]
+            await events[task_id].wait()
+            woke[task_id] = time.time()
 
-    app = web.Application()
-    app.router.add_post("/cb", callback)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        callback_url = f"http://127.0.0.1:{runner.addresses[0][1]}/cb"
-        headers = {"Authorization": f"Bearer {sb.api_key}"}
-        async with aiohttp.ClientSession(headers=headers) as session:
-
-            async def one(track: Track) -> None:
-                body = {"taskId": track[0], "audioId": track[1], "callBackUrl": callback_url}
-                async with session.post(sb.base_url + "/api/v1/mp4/generate", json=body) as resp:
-                    data = await resp.json()
-                task_id = data["data"]["taskId"]
-                await events[task_id].wait()
-                woke[task_id] = time.time()
-
-            with anyio.fail_after(120):
-                async with anyio.create_task_group() as tg:
-                    for track in tracks:
-                        tg.start_soon(one, track)
-    finally:
-        await runner.cleanup()
+        with anyio.fail_after(120):
+            async with anyio.create_task_group() as tg:
+                for track in tracks:
+                    tg.start_soon(one, track)
     return woke, 0
 
 
@@ -103,10 +86,8 @@ async def lags_ms(side: Side, jobs: int, seed: int) -> tuple[list[float], int]:
     with sandbox_process("--render-time", RENDER, "--seed", str(seed), "--no-render") as sb:
         tracks = await sb.add_tracks(jobs)
         woke, polls = await side(sb, tracks)
-        lags = []
-        for task_id, t in woke.items():
-            task = await sb.admin("GET", f"/sandbox/tasks/{task_id}")
-            lags.append(max(0.0, t - float(task["completed_at"])) * 1000)
+        ended = await sb.completed_at(list(woke))
+        lags = [max(0.0, t - ended[task_id]) * 1000 for task_id, t in woke.items()]
     if len(lags) != jobs:
         raise RuntimeError(f"{len(lags)} of {jobs} jobs resolved")
     return lags, polls

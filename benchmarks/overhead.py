@@ -23,20 +23,17 @@ SDK / raw of that run; figures are median [min-max] over ``--runs``, never the b
 from __future__ import annotations
 
 import argparse
-import asyncio
 import time
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import aiohttp
 import anyio
-from aiohttp import web
 
 from suno_mp4 import CallbackListener, Client, PollPolicy
 from suno_mp4._client import NO_CALLBACK_URL
 
-from ._common import SandboxProcess, sandbox_process, spread, table
+from ._common import SandboxProcess, raw_callback_server, sandbox_process, spread, table
 
 IN_FLIGHT = 50
 WARM_UP = 50
@@ -145,31 +142,14 @@ async def raw_poll(sb: SandboxProcess, task_ids: list[str]) -> float:
 
 
 async def raw_callback(sb: SandboxProcess, tracks: list[Track]) -> float:
-    events: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
-
-    async def callback(request: web.Request) -> web.Response:
-        body = await request.json()
-        events[body["data"]["task_id"]].set()
-        return web.json_response({"ok": True})
-
-    app = web.Application()
-    app.router.add_post("/cb", callback)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        callback_url = f"http://127.0.0.1:{runner.addresses[0][1]}/cb"
+    async with raw_callback_server() as (callback_url, events), _session(sb) as session:
 
         async def one(track: Track) -> None:
             task_id = await _post(session, sb.base_url, track, callback_url)
             await events[task_id].wait()
             del events[task_id]
 
-        async with _session(sb) as session:
-            return await timed(tracks[:WARM_UP], tracks[WARM_UP:], one)
-    finally:
-        await runner.cleanup()
+        return await timed(tracks[:WARM_UP], tracks[WARM_UP:], one)
 
 
 # The driver.

@@ -25,7 +25,6 @@ the median [min-max] over the runs.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -46,29 +45,6 @@ from .schedules import BUDGET, SPREADS, WARM_UP, fixed_loop_at, optimal_schedule
 #: knowing it); a run's: those, in submit order, and the client's CPU seconds.
 Run = tuple[list[tuple[int, float]], float]
 Ages = Callable[[int], Iterator[float]]
-
-
-async def _tracks(sb: SandboxProcess, renders: list[float]) -> list[tuple[str, str]]:
-    """One track per render time (the sandbox renders each for its duration)."""
-    slots = asyncio.Semaphore(16)
-
-    async def one(seconds: float) -> tuple[str, str]:
-        async with slots:
-            made = await sb.admin("POST", "/sandbox/tracks", {"duration": seconds})
-        return made["task_id"], made["audio_id"]
-
-    return list(await asyncio.gather(*(one(r) for r in renders)))
-
-
-async def _completions(sb: SandboxProcess, task_ids: list[str]) -> dict[str, float]:
-    slots = asyncio.Semaphore(16)
-
-    async def one(tid: str) -> tuple[str, float]:
-        async with slots:
-            task = await sb.admin("GET", f"/sandbox/tasks/{tid}")
-        return tid, float(task["completed_at"])
-
-    return dict(await asyncio.gather(*(one(t) for t in task_ids)))
 
 
 async def _stream(count: int, every: float, job: Callable[[int], Awaitable[None]]) -> None:
@@ -129,7 +105,7 @@ async def _lags(
 ) -> list[tuple[int, float]]:
     if len(known) != jobs:
         raise RuntimeError(f"only {len(known)} of {jobs} jobs resolved")
-    ended = await _completions(sb, [tid for tid, _, _ in known.values()])
+    ended = await sb.completed_at([tid for tid, _, _ in known.values()])
     return [(known[i][1], max(0.0, known[i][2] - ended[known[i][0]])) for i in range(jobs)]
 
 
@@ -173,6 +149,7 @@ async def _one_run(
     """Every strategy on these renders, each with fresh tracks of the same render times."""
     bounds = {"initial_delay": 2 * scale, "max_interval": 30 * scale, "max_wait": 3600.0}
     out: dict[str, dict[str, float]] = {}
+    durations = [{"duration": r} for r in renders]  # each track renders for its duration
     with sandbox_process(
         "--render-time", "0", "--render-time-per-audio-second", "1", "--no-render"
     ) as sb:
@@ -192,9 +169,11 @@ async def _one_run(
             for s in (1, 2, 5, 10)
         ]
         for label, strategy in strategies:
-            out[label] = _figures(await strategy(await _tracks(sb, renders)), scale)
+            out[label] = _figures(
+                await strategy(await sb.add_tracks(len(renders), each=durations)), scale
+            )
         same, _ = fixed_loop_at(renders, pace, out["SDK default (learned)"]["polls"])
-        tracks = await _tracks(sb, renders)
+        tracks = await sb.add_tracks(len(renders), each=durations)
         out["fixed loop at the learned budget"] = _figures(
             await loop(sb, tracks, pace, every(same)), scale
         )

@@ -45,7 +45,9 @@ ATTACKS: list[tuple[str, list[str], list[str]]] = [
 
 
 @asynccontextmanager
-async def _spawn(*args: str) -> AsyncIterator[tuple[Process, BufferedByteReceiveStream]]:
+async def spawn_victim(*args: str) -> AsyncIterator[tuple[Process, BufferedByteReceiveStream]]:
+    """``tests/_slowloris_victim.py`` in a process of its own (``victim`` or ``attack``),
+    talking JSON lines; EOF on its stdin ends it."""
     proc = await anyio.open_process([sys.executable, str(VICTIM), *args], stderr=subprocess.DEVNULL)
     assert proc.stdout is not None and proc.stdin is not None
     try:
@@ -61,7 +63,8 @@ async def _spawn(*args: str) -> AsyncIterator[tuple[Process, BufferedByteReceive
         await proc.aclose()
 
 
-async def _ask(proc: Process, out: BufferedByteReceiveStream, line: str | None) -> Any:
+async def ask(proc: Process, out: BufferedByteReceiveStream, line: str | None) -> Any:
+    """Send ``line`` (if any) and read the process's next JSON answer."""
     if line is not None:
         assert proc.stdin is not None
         await proc.stdin.send(line.encode() + b"\n")
@@ -77,17 +80,15 @@ async def one_run(
     attack: list[str], victim: list[str], connections: int, jobs: int
 ) -> dict[str, float]:
     with anyio.fail_after(120):
-        async with _spawn("victim", "--nofile", str(NOFILE), *victim) as (vp, vout):
-            port = (await _ask(vp, vout, None))["port"]
-            calm = await _ask(vp, vout, f"jobs {jobs}")
-            async with _spawn("attack", str(port), "--connections", str(connections), *attack) as (
-                ap,
-                aout,
-            ):
-                await _ask(ap, aout, None)
-                await _ask(vp, vout, "settle")
-                hit = await _ask(vp, vout, f"jobs {jobs}")
-                held = await _ask(ap, aout, "stats")
+        async with spawn_victim("victim", "--nofile", str(NOFILE), *victim) as (vp, vout):
+            port = (await ask(vp, vout, None))["port"]
+            calm = await ask(vp, vout, f"jobs {jobs}")
+            attacker = ("attack", str(port), "--connections", str(connections), *attack)
+            async with spawn_victim(*attacker) as (ap, aout):
+                await ask(ap, aout, None)
+                await ask(vp, vout, "settle")
+                hit = await ask(vp, vout, f"jobs {jobs}")
+                held = await ask(ap, aout, "stats")
     fds = hit["fds_peak"]
     return {
         "attempted": held["attempted"],

@@ -178,11 +178,12 @@ class RenderTimeEstimate:
         # The job's last poll is taken to be the planned one nearest its age: the plan
         # moves a little at each refresh, and "the first planned age after this one" would
         # then add polls a moment apart.
-        points = (0.0, *self.plan(budget).ages(lane))
-        i = bisect.bisect_right(points, age)
-        if i < len(points) and points[i] - age < age - points[i - 1]:
+        ages = self.plan(budget).ages(lane)
+        i = bisect.bisect_right(ages, age)
+        before = ages[i - 1] if i else 0.0  # submission counts as a point at age 0
+        if i < len(ages) and ages[i] - age < age - before:
             i += 1
-        return points[i] if i < len(points) else None
+        return ages[i] if i < len(ages) else None
 
     def plan(self, budget: float) -> Plan:
         """The planned schedules (recomputed with the curve)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 
 # Real rendering costs seconds per video: tests that want it ask for it (render=True).
@@ -45,6 +46,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def anyio_backend() -> str:
     # aiohttp only runs on asyncio.
     return "asyncio"
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain HTTP client, for talking to a sandbox as any program would."""
+    async with aiohttp.ClientSession() as s:
+        yield s
 
 
 @pytest.fixture

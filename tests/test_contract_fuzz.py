@@ -96,7 +96,9 @@ def served(request: pytest.FixtureRequest) -> Iterator[Served]:
         assert match, first
         tracks = []
         line = proc.stdout.readline()
-        if line.startswith("dashboard:"):  # the dashboard's address comes second
+        for _ in range(10):  # other lines (the dashboard's address) come before the tracks
+            if line.startswith("track:"):
+                break
             line = proc.stdout.readline()
         while line.startswith("track:"):
             found = re.search(r"taskId=(\S+) audioId=(\S+)", line)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,12 +35,6 @@ class ScriptedReceiver:
     async def handle(self, request: web.Request) -> web.Response:
         self.last = next(self.statuses, self.last)
         return web.Response(status=self.last)
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 async def serve_receiver(statuses: list[int]) -> tuple[ScriptedReceiver, web.AppRunner]:

@@ -88,12 +88,6 @@ async def receiver() -> AsyncIterator[Receiver]:
         rx.close()
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
 def auth(sb: Sandbox) -> dict[str, str]:
     return {"Authorization": f"Bearer {sb.api_key}"}
 

@@ -8,7 +8,6 @@ import importlib.util
 import json
 import os
 import wave
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +34,6 @@ ADMIN_POSTS = [
 ]
 #: What every refused audio path answers, whatever the reason.
 UNUSABLE_AUDIO = {"error": "cannot use that audio file"}
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 def auth(sb: Sandbox) -> dict[str, str]:

@@ -4,13 +4,9 @@ and the attacker are tests/_slowloris_victim.py)."""
 
 from __future__ import annotations
 
-import json
 import logging
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,16 +14,15 @@ import aiohttp
 import anyio
 import pytest
 from aiohttp import web
-from anyio.abc import Process, SocketStream
-from anyio.streams.buffered import BufferedByteReceiveStream
+from anyio.abc import SocketStream
 from suno_mp4_sandbox import Sandbox
 
+from benchmarks.slowloris import ask, spawn_victim
 from suno_mp4 import CallbackListener, Client, InvalidRequestError, PollPolicy, _serving
 from suno_mp4._serving import GuardedServer
 
 pytestmark = pytest.mark.anyio
 
-VICTIM = Path(__file__).with_name("_slowloris_victim.py")
 #: The safety poll is a minute away: only a callback resolves a job in time.
 NO_POLL = PollPolicy(initial_delay=60, fallback_interval=60, max_wait=600)
 CLOSED = (anyio.EndOfStream, anyio.BrokenResourceError)
@@ -260,46 +255,20 @@ async def test_accept_errors_are_logged_once_per_interval_while_serving(
 # connections (each its own process, talking JSON lines).
 
 
-@asynccontextmanager
-async def _spawn(*args: str) -> AsyncIterator[tuple[Process, BufferedByteReceiveStream]]:
-    cmd = [sys.executable, str(VICTIM), *args]
-    proc = await anyio.open_process(cmd, stderr=subprocess.DEVNULL)
-    assert proc.stdout is not None
-    try:
-        yield proc, BufferedByteReceiveStream(proc.stdout)
-    finally:
-        with anyio.move_on_after(10, shield=True) as waited:
-            assert proc.stdin is not None
-            await proc.stdin.aclose()  # EOF: both roles end
-            await proc.wait()
-        if waited.cancelled_caught:
-            proc.kill()
-            with anyio.CancelScope(shield=True):
-                await proc.wait()
-        await proc.aclose()
-
-
-async def _ask(proc: Process, out: BufferedByteReceiveStream, line: str | None) -> Any:
-    if line is not None:
-        assert proc.stdin is not None
-        await proc.stdin.send(line.encode() + b"\n")
-    return json.loads(await out.receive_until(b"\n", 1 << 20))
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("attack", [[], ["--trickle", "--reopen"]], ids=["idle", "trickle"])
 async def test_callbacks_and_submits_survive_1100_held_connections(attack: list[str]) -> None:
     with anyio.fail_after(30):
-        async with _spawn("victim", "--nofile", "1024") as (victim, from_victim):
-            port = (await _ask(victim, from_victim, None))["port"]
-            async with _spawn("attack", str(port), "--connections", "1100", *attack) as (
+        async with spawn_victim("victim", "--nofile", "1024") as (victim, from_victim):
+            port = (await ask(victim, from_victim, None))["port"]
+            async with spawn_victim("attack", str(port), "--connections", "1100", *attack) as (
                 attacker,
                 from_attacker,
             ):
-                ready = await _ask(attacker, from_attacker, None)
-                settled = await _ask(victim, from_victim, "settle")
-                result = await _ask(victim, from_victim, "jobs 5")
-                held = await _ask(attacker, from_attacker, "stats")
+                ready = await ask(attacker, from_attacker, None)
+                settled = await ask(victim, from_victim, "settle")
+                result = await ask(victim, from_victim, "jobs 5")
+                held = await ask(attacker, from_attacker, "stats")
     jobs = result["jobs"]
     assert ready["connected"] >= 1100 and held["attempted"] >= 1100, (ready, held)
     assert [j.get("error") for j in jobs] == [None] * 5, jobs
