@@ -15,7 +15,7 @@ from ._batch import Batch
 from ._callbacks import CallbackListener, CallbackRelay
 from ._clock import loop_time
 from ._config import PollPolicy, RateLimit, RetryPolicy
-from ._convert import converter
+from ._convert import request_body
 from ._download import Progress, download
 from ._endpoints import fetch_details, submit_job
 from ._errors import APIKLEY_CODES, APIError, ClientClosedError, InvalidRequestError
@@ -219,7 +219,7 @@ class Client:
                 callback_url = self.callbacks.callback_url
             else:
                 callback_url = self.callback_url or NO_CALLBACK_URL
-        body: dict[str, Any] = converter.unstructure(request)
+        body = request_body(request)
         body["callBackUrl"] = callback_url
         key = request.key if key is None else key
         return await self._ledger.submit(request, key, body, via_listener=via_listener)

@@ -22,6 +22,7 @@ T = TypeVar("T")
 converter = cattrs.Converter()
 
 
+_NUMBER = re.compile(r"\d+(\.\d+)?")
 _STRING_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$")
 
 
@@ -31,7 +32,7 @@ EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
-def parse_time(value: object) -> datetime | None:
+def parse_time(value: object, _type: object = None) -> datetime | None:
     """Both documented time shapes: epoch milliseconds and ``"YYYY-MM-DD HH:MM:SS"`` (UTC).
 
     Epoch seconds are accepted too (a value too small to be milliseconds). Anything else,
@@ -51,7 +52,7 @@ def _parse_time(value: object) -> datetime | None:
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, str):
         text = value.strip()[:64]
-        if re.fullmatch(r"\d+(\.\d+)?", text):
+        if _NUMBER.fullmatch(text):
             value = float(text)
         elif _STRING_TIME.match(text):
             try:
@@ -74,7 +75,7 @@ def _time_ms(value: datetime | None) -> int | None:
     return None if value is None else round(value.timestamp() * 1000)
 
 
-def _lenient_int(value: object) -> int | None:
+def _lenient_int(value: object, _type: object = None) -> int | None:
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -85,7 +86,7 @@ def _lenient_int(value: object) -> int | None:
         return None
 
 
-def _lenient_str(value: object) -> str | None:
+def _lenient_str(value: object, _type: object = None) -> str | None:
     if value is None:
         return None
     return value if isinstance(value, str) else str(value)
@@ -101,10 +102,12 @@ def _status(value: object, _type: object = None) -> TaskStatus:
 
 converter.register_structure_hook(TaskStatus, _status)
 converter.register_unstructure_hook(TaskStatus, lambda s: s.value)
-converter.register_structure_hook(datetime, lambda v, _: parse_time(v))
-converter.register_structure_hook(int | None, lambda v, _: _lenient_int(v))
-converter.register_structure_hook(str | None, lambda v, _: _lenient_str(v))
-converter.register_structure_hook(datetime | None, lambda v, _: parse_time(v))
+# The functions themselves (they take the type and ignore it), not a lambda around each:
+# these run for every field of every answer.
+converter.register_structure_hook(datetime, parse_time)
+converter.register_structure_hook(int | None, _lenient_int)
+converter.register_structure_hook(str | None, _lenient_str)
+converter.register_structure_hook(datetime | None, parse_time)
 converter.register_unstructure_hook(datetime, _time_ms)
 converter.register_unstructure_hook(datetime | None, _time_ms)
 
@@ -120,13 +123,13 @@ def _with_extra(
     known = {renames.get(a.name, a.name) for a in attrs.fields(cls) if a.name != "extra"}  # type: ignore[arg-type]
 
     def structure_hook(data: Any, _type: object) -> T:
-        if not isinstance(data, Mapping):
+        if type(data) is not dict and not isinstance(data, Mapping):
             raise TypeError(f"expected a JSON object for {cls.__name__}, got {type(data).__name__}")
         wire = dict(data)
         if flatten is not None:
             flatten(wire)
         extra = {k: v for k, v in wire.items() if k not in known}
-        obj = structure({k: v for k, v in wire.items() if k in known}, cls)
+        obj = structure(wire, cls)  # it reads the fields it knows; the others are in extra
         return attrs.evolve(obj, extra=extra) if extra else obj  # type: ignore[misc]
 
     def unstructure_hook(obj: T) -> dict[str, Any]:
@@ -190,18 +193,19 @@ def unstructure_details(details: VideoDetails) -> dict[str, Any]:
     return wire
 
 
-converter.register_unstructure_hook(
-    VideoRequest,
-    make_dict_unstructure_fn(
-        VideoRequest,
-        converter,
-        task_id=override(rename="taskId"),
-        audio_id=override(rename="audioId"),
-        domain_name=override(rename="domainName", omit_if_default=True),
-        author=override(omit_if_default=True),
-        idempotency_key=override(omit=True),  # ours, never sent
-    ),
-)
+def request_body(request: VideoRequest) -> dict[str, Any]:
+    """The submit body of ``request`` (without ``callBackUrl``): written out, not generated,
+    as it is made on every submit. Branding is left out when absent; the idempotency key
+    is ours and never sent."""
+    body = {"taskId": request.task_id, "audioId": request.audio_id}
+    if request.author is not None:
+        body["author"] = request.author
+    if request.domain_name is not None:
+        body["domainName"] = request.domain_name
+    return body
+
+
+converter.register_unstructure_hook(VideoRequest, request_body)
 converter.register_structure_hook(
     VideoRequest,
     make_dict_structure_fn(

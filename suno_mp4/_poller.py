@@ -34,18 +34,17 @@ __all__ = ["Poller"]
 
 logger = logging.getLogger("suno_mp4.poller")
 
-_POLL = 0
-_DEADLINE = 1
-
 #: Poll answers that will not get better by asking again: the job fails with them.
 _PERMANENT = (AuthenticationError, NotFoundError, ValidationError)
 
 
-def _live(entry: tuple[float, int, int, int, VideoJob]) -> bool:
-    _, _, kind, generation, job = entry
-    if job.done() or job.detached:
-        return False
-    return kind == _DEADLINE or generation == job.poll_generation
+#: A heap entry: (due, tie-breaker, the job's poll generation when pushed, job).
+Entry = tuple[float, int, int, VideoJob]
+
+
+def _live(entry: Entry) -> bool:
+    _, _, generation, job = entry
+    return generation == job.poll_generation and not job.done() and not job.detached
 
 
 class Poller:
@@ -54,7 +53,8 @@ class Poller:
     One scheduler task keeps a heap of (due time, job); ``workers`` tasks send the polls,
     all through the client's limiter. Jobs expecting a callback get only a safety poll
     every ``fallback_interval``. A job that had waiters and lost them all is not polled
-    until someone waits again. Each job's ``max_wait`` deadline sits in the same heap.
+    until someone waits again. A job has one entry in the heap: its next poll, or its
+    ``max_wait`` deadline when that comes first.
     """
 
     def __init__(
@@ -70,7 +70,7 @@ class Poller:
         self.policy = policy
         self._workers = workers
         self._rng = rng or random.Random()
-        self._heap: list[tuple[float, int, int, int, VideoJob]] = []
+        self._heap: list[Entry] = []
         self._seq = itertools.count()
         self._wake = asyncio.Event()  # asyncio's own: made at every scheduler turn
         self._stale = 0
@@ -84,8 +84,6 @@ class Poller:
 
     def add(self, job: VideoJob) -> None:
         """Start tracking a newly registered job."""
-        if job.deadline is not None:
-            self._push(job.deadline, _DEADLINE, job)
         self._schedule(job)
 
     def _schedule(self, job: VideoJob, *, delay: float | None = None) -> None:
@@ -97,8 +95,10 @@ class Poller:
                 delay = self._learned_delay(job)
                 if delay is None:
                     delay = self.policy.delay(job.poll_attempt, self._rng)
-        job.poll_generation += 1
-        self._push(loop_time() + delay, _POLL, job)
+        job.poll_generation += 1  # its older entry, if any, is dead
+        due = loop_time() + delay
+        deadline = job.deadline
+        self._push(due if deadline is None or due < deadline else deadline, job)
 
     def _learned_delay(self, job: VideoJob) -> float | None:
         """The learned schedule's next gap (within the policy's bounds), or ``None``."""
@@ -123,9 +123,9 @@ class Poller:
         else:
             self.estimate.forget(job.task_id)
 
-    def _push(self, due: float, kind: int, job: VideoJob) -> None:
+    def _push(self, due: float, job: VideoJob) -> None:
         earliest = not self._heap or due < self._heap[0][0]
-        heapq.heappush(self._heap, (due, next(self._seq), kind, job.poll_generation, job))
+        heapq.heappush(self._heap, (due, next(self._seq), job.poll_generation, job))
         if earliest:
             self._wake.set()  # new earliest entry: the scheduler must re-time its sleep
 
@@ -133,7 +133,7 @@ class Poller:
         """``job`` was released: its entries are dead. The heap is rebuilt without them once
         about half of it is dead (amortised O(log n) a job), so released jobs are not kept
         alive by the heap until their deadline."""
-        self._stale += 2  # its poll and its deadline (an upper bound: rebuilding is cheap)
+        self._stale += 1
         if self._stale > len(self._heap) // 2:
             self._heap = [entry for entry in self._heap if _live(entry)]
             heapq.heapify(self._heap)
@@ -170,12 +170,13 @@ class Poller:
         """Hand every due poll to a worker and expire every due deadline; returns now."""
         now = loop_time()
         while self._heap and self._heap[0][0] <= now:
-            _, _, kind, generation, job = heapq.heappop(self._heap)
-            if job.done() or job.detached:
+            _, _, generation, job = heapq.heappop(self._heap)
+            if generation != job.poll_generation or job.done() or job.detached:
                 continue
-            if kind == _DEADLINE:
+            deadline = job.deadline
+            if deadline is not None and deadline <= now:
                 self._expire(job)
-            elif generation == job.poll_generation:
+            else:
                 await handover.put(job)  # waits for a free worker: natural backpressure
             now = loop_time()
         return now

@@ -75,13 +75,17 @@ REJECTED = JobState.REJECTED
 UNKNOWN = JobState.UNKNOWN
 
 
+def _state(value: JobState | str) -> JobState:
+    return value if type(value) is JobState else JobState(value)
+
+
 @attrs.frozen
 class JobRecord:
     """What a store knows about one submission, under its key (the request's key)."""
 
     key: str
     request: VideoRequest
-    state: JobState = attrs.field(converter=JobState)
+    state: JobState = attrs.field(converter=_state)
     task_id: str | None = None
     via_listener: bool = False
     video: MusicVideo | None = None

@@ -276,9 +276,8 @@ class Transport:
                 allow_redirects=False,
                 auto_decompress=False,
             ) as resp:
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                 status = resp.status
-                request_id = _request_id(resp.headers)
+                headers = resp.headers
                 try:
                     body = await self._read_capped(resp)
                 except UntrustedDataError as exc:
@@ -288,18 +287,19 @@ class Transport:
                         endpoint=path,
                         task_id=task_id,
                         http_status=status,
-                        request_id=request_id,
+                        request_id=_request_id(headers),
                     ) from None
-        return self._decode(path, status, body, retry_after, task_id, request_id)
+        return self._decode(path, status, body, headers, task_id)
 
     async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
         """The body, decompressed, refused past ``max_response_bytes`` (before and after
         decompression): an answer is never held whole before its size is known."""
         limit = self._max_body
-        if resp.content_length is not None and resp.content_length > limit:
-            raise UntrustedDataError(f"body of {resp.content_length} bytes, more than {limit}")
+        length = resp.content_length
+        if length is not None and length > limit:
+            raise UntrustedDataError(f"body of {length} bytes, more than {limit}")
         encoding = resp.headers.get("Content-Encoding")
-        if resp.content_length is not None and not encoding:
+        if length is not None and not encoding:
             # Its length is known and within the cap: one read of exactly that much.
             return await resp.read()
         raw = bytearray()
@@ -314,16 +314,22 @@ class Transport:
         path: str,
         status: int,
         body: bytes,
-        retry_after: float | None,
+        headers: Mapping[str, str],
         task_id: str | None,
-        request_id: str | None = None,
     ) -> Any:
-        """The envelope: the body's ``code`` is the truth, whatever the HTTP status says."""
+        """The envelope: the body's ``code`` is the truth, whatever the HTTP status says.
+        (The headers are read only for an error: a success needs none of them.)"""
         try:
             envelope = loads(body)
         except UntrustedDataError:
             envelope = None
-        if not isinstance(envelope, dict) or not isinstance(envelope.get("code"), int):
+        if isinstance(envelope, dict):
+            code = envelope.get("code")
+            if code in _SUCCESS_CODES and status < 400 and type(code) is int:
+                return envelope.get("data")
+        retry_after = parse_retry_after(headers.get("Retry-After"))
+        request_id = _request_id(headers)
+        if not isinstance(envelope, dict) or type(envelope.get("code")) is not int:
             # A proxy's bare error page, or something that is no envelope at all.
             snippet = body[:120].decode("utf-8", "replace").strip()
             code = status if status >= 400 else 500
@@ -339,8 +345,6 @@ class Transport:
                 request_id=request_id,
             )
         code = envelope["code"]
-        if code in _SUCCESS_CODES and status < 400:
-            return envelope.get("data")
         raw_msg = envelope.get("msg")
         raise error_for_code(
             code if code not in _SUCCESS_CODES else status,
