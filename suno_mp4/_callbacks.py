@@ -4,6 +4,8 @@ them to the client's registry (on its own port, or mounted on the user's app).""
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
 import hashlib
 import hmac
 import json
@@ -20,6 +22,7 @@ import attrs
 import cattrs
 from aiohttp import web
 from anyio.abc import TaskStatus
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._convert import converter
 from ._errors import InvalidRequestError, SunoMp4Error
@@ -116,7 +119,13 @@ class CallbackAnswer:
 
     @property
     def body(self) -> bytes:
-        return json.dumps({"ok": self.status == 200, "message": self.message}).encode()
+        return _answer_body(self.status == 200, self.message)
+
+
+@functools.lru_cache(maxsize=64)
+def _answer_body(ok: bool, message: str) -> bytes:
+    # A handful of fixed messages: made once each, not for every callback.
+    return json.dumps({"ok": ok, "message": message}).encode()
 
 
 def parse_callback_body(body: bytes | str) -> tuple[CallbackPayload, dict[str, Any]]:
@@ -156,7 +165,8 @@ def verify_signature(
 def _header(headers: Mapping[str, str], name: str) -> str | None:
     """A header by name, whatever the case of the mapping's keys (frameworks differ)."""
     value = headers.get(name)
-    if value is None:
+    if value is None and not isinstance(headers, CIMultiDictProxy | CIMultiDict):
+        # A plain mapping (another framework's headers): look at every key's case.
         lowered = name.lower()
         value = next((v for k, v in headers.items() if k.lower() == lowered), None)
     return value
@@ -464,10 +474,14 @@ class CallbackListener:
     async def _read_body(self, request: web.Request) -> bytes | None:
         """The whole body (it may arrive in several segments), or None past ``max_body``;
         ``TimeoutError`` if it has not all arrived within ``read_timeout``."""
+        content = request.content
         body = bytearray()
-        with anyio.fail_after(self.read_timeout):
+        # All of it arrived with the head (the usual small callback): reading never waits,
+        # so no deadline is set.
+        arrived = content.is_eof()
+        with contextlib.nullcontext() if arrived else anyio.fail_after(self.read_timeout):
             while len(body) <= self.max_body:
-                chunk = await request.content.read(self.max_body + 1 - len(body))
+                chunk = await content.read(self.max_body + 1 - len(body))
                 if not chunk:
                     return bytes(body)
                 body += chunk

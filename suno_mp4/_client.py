@@ -92,6 +92,7 @@ class Client:
             new_job=self._new_job,
             relay=relay,
             submit_window=timeout * self.retry_policy.attempts + 10.0,
+            write_timeout=timeout + 5.0,
             max_concurrent_submits=max_concurrent_submits,
             on_claim=on_claim,
         )
@@ -174,9 +175,14 @@ class Client:
 
     def _new_job(self, task_id: str, request: VideoRequest | None, expect: bool) -> VideoJob:
         max_wait = self.poll_policy.max_wait
-        deadline = None if max_wait is None else loop_time() + max_wait
+        now = loop_time()
         return VideoJob(
-            task_id, request, registry=self._registry, deadline=deadline, via_listener=expect
+            task_id,
+            request,
+            registry=self._registry,
+            deadline=None if max_wait is None else now + max_wait,
+            via_listener=expect,
+            created_at=now,
         )
 
     # The API.

@@ -90,13 +90,15 @@ class VideoJob:
         registry: JobRegistry,
         deadline: float | None,
         via_listener: bool = False,
+        created_at: float | None = None,
     ) -> None:
         self.task_id = task_id
         #: What was asked for; ``None`` for a job attached by id.
         self.request = request
         #: Whether a callback to this client's listener is expected (then polls are rare).
         self.via_listener = via_listener
-        self.created_at = loop_time()
+        #: When it was submitted or attached (the event loop's clock).
+        self.created_at = loop_time() if created_at is None else created_at
         #: Number of polls made for this job (statistics).
         self.polls = 0
         # Poller bookkeeping: backoff step and a generation that invalidates stale entries.
@@ -287,10 +289,14 @@ def outcome_of_callback(job: VideoJob, payload: CallbackPayload) -> Outcome | No
         if not payload.video_url:
             return None  # nothing usable: the safety poll will tell
         _check_video_url(payload.video_url, payload.task_id)
-        video = MusicVideo(
-            task_id=payload.task_id, video_url=payload.video_url, completed_at=utcnow()
+        request = job.request
+        return MusicVideo(
+            task_id=payload.task_id,
+            video_url=payload.video_url,
+            completed_at=utcnow(),
+            audio_id=None if request is None else request.audio_id,
+            source_task_id=None if request is None else request.task_id,
         )
-        return _with_request(video, job.request) if job.request is not None else video
     return VideoGenerationError(
         payload.task_id, TaskStatus.GENERATE_MP4_FAILED, payload.code, payload.msg or None
     )

@@ -66,6 +66,7 @@ class Ledger:
         relay: CallbackRelay | None,
         submit_window: float,
         max_concurrent_submits: int,
+        write_timeout: float = 35.0,
         on_claim: Callable[[VideoJob], object] | None = None,
     ) -> None:
         self.store = store
@@ -75,6 +76,8 @@ class Ledger:
         self._relay = relay
         #: How long a submit can be on the wire (every attempt timing out), plus a margin.
         self._submit_window = submit_window
+        #: How long the write-ahead record may take (then the submit fails, unsent).
+        self._write_timeout = write_timeout
         # Submits on the wire at once. A crash can leave only these in doubt; the API takes
         # a submit in milliseconds, so 16 in flight is far above any account's rate limit.
         # asyncio's own primitives on this per-submit path (the SDK runs on asyncio).
@@ -131,7 +134,7 @@ class Ledger:
             nonlocal record
             # Made now, not when the submit queued: its time says when it went out.
             ahead = JobRecord(key, request, SUBMITTING, via_listener=via_listener)
-            holder = await self.store.insert(ahead)
+            holder = await self._insert(ahead)
             if holder is not None:
                 raise _KeyTaken(holder)
             record = ahead
@@ -159,6 +162,22 @@ class Ledger:
         # would invite a second, paid submit); a restart then lists it as unknown.
         await self._save_now(submitted)
         return submitted
+
+    async def _insert(self, record: JobRecord) -> JobRecord | None:
+        """``store.insert`` within ``write_timeout``: it runs shielded, before the submit
+        goes out, and a store that hangs must not hang the submit (nothing is sent then).
+        The in-memory store never waits: no deadline is set for it."""
+        if type(self.store) is MemoryJobStore:
+            return await self.store.insert(record)
+        with anyio.move_on_after(self._write_timeout) as scope:
+            return await self.store.insert(record)
+        assert scope.cancelled_caught
+        raise TransportError(
+            f"the job store did not take the submission's record within "
+            f"{self._write_timeout:.0f} s; nothing was sent",
+            endpoint="job store",
+            sent=False,
+        )
 
     # Records to jobs.
 
@@ -244,7 +263,10 @@ class Ledger:
             final = attrs.evolve(record, state=DONE, video=job.result(), updated_at=time.time())
         else:
             final = attrs.evolve(record, state=FAILED, error=str(error), updated_at=time.time())
-        if self._saves is not None:
+        store = self.store
+        if type(store) is MemoryJobStore:
+            store.put(final)  # at once: nothing to wait for
+        elif self._saves is not None:
             self._saves.send_nowait(final)  # saved by run(), off this synchronous callback
 
     async def run(self, *, task_status: StartStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:

@@ -87,24 +87,25 @@ class Poller:
         self._schedule(job)
 
     def _schedule(self, job: VideoJob, *, delay: float | None = None) -> None:
+        now = loop_time()
         if delay is None:
             if job.via_listener:
                 base = self.policy.fallback_interval
                 delay = base * (1 + self.policy.jitter * (2 * self._rng.random() - 1))
             else:
-                delay = self._learned_delay(job)
+                delay = self._learned_delay(job, now)
                 if delay is None:
                     delay = self.policy.delay(job.poll_attempt, self._rng)
         job.poll_generation += 1  # its older entry, if any, is dead
-        due = loop_time() + delay
+        due = now + delay
         deadline = job.deadline
         self._push(due if deadline is None or due < deadline else deadline, job)
 
-    def _learned_delay(self, job: VideoJob) -> float | None:
+    def _learned_delay(self, job: VideoJob, now: float) -> float | None:
         """The learned schedule's next gap (within the policy's bounds), or ``None``."""
         if self.estimate is None:
             return None
-        age = loop_time() - job.created_at
+        age = now - job.created_at
         return learned_delay(self.estimate, self.policy, age, job.poll_attempt, lane(job.task_id))
 
     def learn(self, job: VideoJob) -> None:

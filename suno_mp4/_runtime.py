@@ -22,7 +22,7 @@ from ._limiter import RequestLimiter
 from ._options import Settings
 from ._poller import Poller
 from ._store import JobStore, LeasedJobStore
-from ._transport import Transport
+from ._transport import Transport, api_headers
 
 __all__ = ["Runtime"]
 
@@ -131,11 +131,22 @@ class Runtime:
     async def _serve(self, stack: AsyncExitStack, ready: asyncio.Future[None]) -> None:
         s = self._settings
         connector = aiohttp.TCPConnector(limit=s.max_connections)
-        session = await stack.enter_async_context(
+        # Two sessions on one connector: video downloads must not carry the API key, and
+        # the API's requests carry their headers as the session's defaults.
+        files = await stack.enter_async_context(
             aiohttp.ClientSession(connector=connector, raise_for_status=False)
+        )
+        session = await stack.enter_async_context(
+            aiohttp.ClientSession(
+                connector=connector,
+                connector_owner=False,
+                headers=api_headers(s.api_key),
+                raise_for_status=False,
+            )
         )
         transport = Transport(
             session,
+            files=files,
             base_url=s.base_url,
             api_key=s.api_key,
             retry=s.retry,

@@ -247,6 +247,10 @@ class MemoryJobStore:
         return None
 
     async def save(self, record: JobRecord) -> None:
+        self.put(record)
+
+    def put(self, record: JobRecord) -> None:
+        """``save``, synchronously (the client's own shortcut: nothing here waits)."""
         self._records[record.key] = record
         self._records.move_to_end(record.key)
         while len(self._records) > self._max_records:

@@ -77,6 +77,17 @@ def _with_attempts(exc: APIError | TransportError, attempts: int) -> Exception:
     return exc
 
 
+def api_headers(api_key: str) -> dict[str, str]:
+    """The headers of every API request."""
+    return {
+        "Authorization": f"Bearer {api_key}",
+        "Accept": "application/json",
+        # Decompressed here, within the size cap (see _read_capped), not by aiohttp.
+        "Accept-Encoding": "gzip, deflate",
+        "User-Agent": f"suno-mp4/{__version__}",
+    }
+
+
 class Transport:
     """Sends every API request of one client. Nothing else in the SDK does HTTP to the API."""
 
@@ -84,6 +95,7 @@ class Transport:
         self,
         session: aiohttp.ClientSession,
         *,
+        files: aiohttp.ClientSession | None = None,
         base_url: str,
         api_key: str,
         retry: RetryPolicy,
@@ -95,15 +107,15 @@ class Transport:
     ) -> None:
         register_secret(api_key)
         self._session = session
+        #: Video downloads: a session without the API key (video URLs may be on another
+        #: host); the API's session carries its headers as defaults (see ``api_session``).
+        self._files = files or session
         self._max_body = max_response_bytes
         self._base_url = base_url.rstrip("/")
-        self._headers = {
-            "Authorization": f"Bearer {api_key}",
-            "Accept": "application/json",
-            # Decompressed here, within the size cap (see _read_capped), not by aiohttp.
-            "Accept-Encoding": "gzip, deflate",
-            "User-Agent": f"suno-mp4/{__version__}",
-        }
+        self._headers = api_headers(api_key)
+        # Only when the API's session has no defaults of its own: aiohttp merges headers
+        # given with each request into a new dict, a cost on every request.
+        self._request_headers = None if files is not None else self._headers
         self.retry = retry
         self.limiter = limiter
         self._timeout_s = timeout
@@ -141,12 +153,12 @@ class Transport:
             )
             try:
                 if kind == "submit":
-                    # Once a submit is recorded and on the wire it finishes (at most the
-                    # request timeout), so its answer is recorded too: cancelling it
-                    # half-way would turn a known job into one in doubt. Queued submits
-                    # (waiting for a permit above) stop at once.
-                    with anyio.CancelScope(shield=True) as wire:
-                        wire.deadline = loop_time() + self._timeout_s + 5
+                    # Once a submit is recorded and on the wire it finishes, so its answer
+                    # is recorded too: cancelling it half-way would turn a known job into
+                    # one in doubt. Queued submits (waiting for a permit above) stop at
+                    # once. The shield needs no deadline of its own: the request's timeout
+                    # bounds the exchange, and the ledger bounds its write-ahead.
+                    with anyio.CancelScope(shield=True):
                         if before_send is not None:
                             await before_send()
                             before_send = None
@@ -154,8 +166,6 @@ class Transport:
                         data = await self._send_once(
                             method, path, json_body, params, task_id, kind, sends
                         )
-                    if wire.cancelled_caught:
-                        raise TransportError(f"submit to {path} timed out", endpoint=path)
                 else:
                     sends += 1
                     data = await self._send_once(
@@ -271,7 +281,7 @@ class Transport:
                 url,
                 json=json_body,
                 params=params,
-                headers=self._headers,
+                headers=self._request_headers,
                 timeout=self._timeout,
                 allow_redirects=False,
                 auto_decompress=False,
@@ -370,5 +380,5 @@ class Transport:
             total=None, sock_connect=self._timeout.total, sock_read=self._timeout.total
         )
         with map_exceptions(url.split("?", 1)[0]):
-            async with self._session.get(url, headers=headers, timeout=timeout) as resp:
+            async with self._files.get(url, headers=headers, timeout=timeout) as resp:
                 yield resp
