@@ -17,6 +17,15 @@ is then bisected until the schedule spends the budget. The polls a schedule spen
 both optimal there, and a share of the jobs following each spends the budget exactly (the
 randomised solution of the Lagrangian relaxation); without it a budget of 3 polls per job
 can spend 2.8 with a tail to match.
+
+``tail=(tau, weight)`` adds ``weight`` times the mean excess of the lag over ``tau``
+(``E[(lag - tau)+]``) to the mean lag: a loss of slope 1 below ``tau`` and ``1 + weight``
+above it. The learned schedule puts ``tau`` at 0.9 times the interval of the fixed loop
+spending the same budget: the mean lag is minimised (its median near the bound's) while the
+lags the fixed loop would beat are priced up, so the tail stays shorter than that loop's.
+The mean squared lag, the other way to shorten the tail, prices every long lag, and pays for
+it with the median (on a uniform 1-20 s spread, +5 % over the bound on the true
+distribution, against +1 % for the tail price at the same p95). Its DP is O(n^2).
 """
 
 from __future__ import annotations
@@ -50,12 +59,15 @@ def plan_polls(
     budget: float,
     *,
     squared: bool = False,
+    tail: tuple[float, float] | None = None,
     price: float | None = None,
 ) -> Plan:
     """The poll schedules (subsets of ``grid[1:]``, each ending with its last point) that
     minimise the mean lag (``squared``: the mean squared lag) at ``budget`` polls per job;
     ``survival[j]`` is the probability a render takes longer than ``grid[j]`` (``grid[0]``
-    is 0). ``price``, the last plan's, starts the search near its answer."""
+    is 0). ``tail=(tau, weight)``: the mean lag plus ``weight`` times its mean excess over
+    ``tau`` (see the module). ``price``, the last plan's, starts the search near its
+    answer."""
     n = len(grid) - 1
     if n < 1:
         return Plan((), (), 0.0, 0.0)
@@ -87,9 +99,51 @@ def plan_polls(
             left[j] = best[j] - squares[j] + lam * survival[j]
         return _path(back)
 
+    # The cells whose middle lies more than tau before each grid point: polled at g_j,
+    # their lag exceeds tau (cells 1..over[j]).
+    tau, weight = tail if tail is not None else (0.0, 0.0)
+    over = [0] * (n + 1)
+    k = 0
+    for j in range(1, n + 1):
+        while k < j and (grid[k] + grid[k + 1]) / 2 < grid[j] - tau:
+            k += 1
+        over[j] = k
+
+    def solve_tail(lam: float) -> list[int]:
+        # The mean lag plus weight * E[(lag - tau)+]. From a poll at g_i < g_j, the cells
+        # i+1..over[j] pay the excess: weight * ((g_j - tau) * (F_k - F_i) - (W_k - W_i)),
+        # k = over[j]. Split at k, each side's minimum is over lines in g_j: with the terms
+        # of i kept in ``left`` (no excess) and ``heavy`` (with it), every i is tried.
+        best = [0.0] * (n + 1)
+        back = [0] * (n + 1)
+        left = [lam * survival[0]] + [0.0] * n
+        heavy = [lam * survival[0] + weight * tau * done[0]] + [0.0] * n
+        slope = 1 + weight
+        for j in range(1, n + 1):
+            x = grid[j]
+            k = over[j]
+            low, at = float("inf"), 0
+            if k:
+                sx = slope * x
+                values = [a - sx * f for a, f in zip(heavy[:k], done[:k], strict=True)]
+                low = min(values) + weight * ((x - tau) * done[k] - weighted[k])
+                at = values.index(min(values))
+            if k < j:
+                rest = [a - x * f for a, f in zip(left[k:j], done[k:j], strict=True)]
+                other = min(rest)
+                if other < low:
+                    low, at = other, k + rest.index(other)
+            back[j] = at
+            best[j] = x * done[j] - weighted[j] + low
+            left[j] = best[j] + weighted[j] + lam * survival[j]
+            heavy[j] = left[j] + weight * (weighted[j] + tau * done[j])
+        return _path(back)
+
     def solve(lam: float) -> list[int]:
         if squared:
             return solve_squared(lam)
+        if tail is not None:
+            return solve_tail(lam)
         best = [0.0] * (n + 1)
         back = [0] * (n + 1)
         hull: list[int] = []  # line indices, slopes -done[i] falling
@@ -131,7 +185,7 @@ def plan_polls(
     def polls(cells: list[int]) -> float:
         return sum(survival[i] for i in [0, *cells[:-1]])
 
-    low, high = 0.0, grid[n] ** 2 if squared else grid[n]
+    low, high = 0.0, grid[n] ** 2 if squared else grid[n] * (1 + weight)
     less = more = None
     if price is not None and 0 < price < high:
         # The last plan's price: the new one is near, and two solves bracket it.
