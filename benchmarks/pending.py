@@ -37,10 +37,9 @@ class _TimedPoller(Poller):
         self.late: list[float] = []
         self._due: dict[str, float] = {}
 
-    def _push(self, due: float, kind: int, job: VideoJob) -> None:
-        if kind == 0:  # a poll (not a deadline)
-            self._due[job.task_id] = due
-        super()._push(due, kind, job)
+    def _push(self, due: float, job: VideoJob) -> None:
+        self._due[job.task_id] = due  # its next poll (or its deadline, if that comes first)
+        super()._push(due, job)
 
     async def poll(self, job: VideoJob) -> None:
         due = self._due.pop(job.task_id, None)

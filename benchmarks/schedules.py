@@ -28,7 +28,7 @@ from typing import Any
 
 from suno_mp4 import PollPolicy
 from suno_mp4._plan import Plan, plan_polls
-from suno_mp4._poller import lane, learned_delay
+from suno_mp4._poller import LearnedSchedule, lane
 from suno_mp4._survival import RenderTimeEstimate
 
 from ._common import spread, table
@@ -117,11 +117,15 @@ def _planned(plan: Plan) -> Callable[..., float | None]:
     return gap
 
 
-def _learned(estimate: RenderTimeEstimate, policy: PollPolicy) -> Callable[..., float | None]:
-    """The poller's own rule (``learned_delay``), its geometric fallback while warming up."""
+def _learned(
+    estimate: RenderTimeEstimate, policy: PollPolicy, interval: float
+) -> Callable[..., float | None]:
+    """The poller's own rule (``LearnedSchedule``), its geometric fallback while warming up."""
+    schedule = LearnedSchedule(estimate, policy)
 
     def gap(job: int, age: float, polls: int) -> float | None:
-        delay = learned_delay(estimate, policy, age, polls, lane(str(job)))
+        created = job * interval
+        delay = schedule.delay(created, created + age, polls, lane(str(job)))
         return policy.delay(polls, random.Random(job)) if delay is None else delay
 
     return gap
@@ -138,7 +142,7 @@ def run(jobs: int, seeds: int, interval: float = 0.5) -> tuple[list[str], list[l
             renders = [draw(rng) for _ in range(jobs)]
             learned = RenderTimeEstimate()
             results.setdefault("learned (online)", []).append(
-                _simulate(renders, interval, _learned(learned, policy), learned)
+                _simulate(renders, interval, _learned(learned, policy, interval), learned)
             )
             truth = [draw(random.Random(10_000 + i)) for i in range(20_000)]
             results.setdefault("bound: planner on the true distribution", []).append(

@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+)
 from pathlib import Path
 from typing import Any, Self
 
@@ -170,8 +177,8 @@ class Client:
     def _transport(self) -> Transport:
         return self._running().transport
 
-    async def _send(self, body: dict[str, Any], before_send: Any) -> str:
-        return await submit_job(self._transport(), body, before_send=before_send)
+    def _send(self, body: dict[str, Any], before_send: Any) -> Awaitable[str]:
+        return submit_job(self._transport(), body, before_send=before_send)
 
     def _new_job(self, task_id: str, request: VideoRequest | None, expect: bool) -> VideoJob:
         max_wait = self.poll_policy.max_wait

@@ -70,6 +70,9 @@ class Ledger:
         on_claim: Callable[[VideoJob], object] | None = None,
     ) -> None:
         self.store = store
+        # The in-memory store (the default) is used through its synchronous methods: none
+        # of its work waits, and a coroutine per call is a cost on every submit.
+        self._memory = store if type(store) is MemoryJobStore else None
         self._registry = registry
         self._send = send
         self._new_job = new_job
@@ -102,7 +105,8 @@ class Ledger:
         locks[key] = (lock, users + 1)
         try:
             async with lock:
-                existing = await self.store.get(key)
+                memory = self._memory
+                existing = memory.peek(key) if memory else await self.store.get(key)
                 if existing is not None and existing.state is not REJECTED:
                     return await self.job_of_record(existing)
                 async with self._submit_slots:
@@ -167,8 +171,8 @@ class Ledger:
         """``store.insert`` within ``write_timeout``: it runs shielded, before the submit
         goes out, and a store that hangs must not hang the submit (nothing is sent then).
         The in-memory store never waits: no deadline is set for it."""
-        if type(self.store) is MemoryJobStore:
-            return await self.store.insert(record)
+        if self._memory is not None:
+            return self._memory.put_new(record)
         with anyio.move_on_after(self._write_timeout) as scope:
             return await self.store.insert(record)
         assert scope.cancelled_caught
@@ -263,9 +267,8 @@ class Ledger:
             final = attrs.evolve(record, state=DONE, video=job.result(), updated_at=time.time())
         else:
             final = attrs.evolve(record, state=FAILED, error=str(error), updated_at=time.time())
-        store = self.store
-        if type(store) is MemoryJobStore:
-            store.put(final)  # at once: nothing to wait for
+        if self._memory is not None:
+            self._memory.put(final)  # at once: nothing to wait for
         elif self._saves is not None:
             self._saves.send_nowait(final)  # saved by run(), off this synchronous callback
 
@@ -294,8 +297,8 @@ class Ledger:
         itself is fine, and a background save must not bring the client down). Shielded
         from cancellation, except in the in-memory store: its save never suspends, so no
         cancellation can reach it half-way (and a shield costs a few µs a submit)."""
-        if type(self.store) is MemoryJobStore:
-            await self._save(record)
+        if self._memory is not None:
+            self._memory.put(record)
         else:
             with anyio.CancelScope(shield=True):
                 await self._save(record)

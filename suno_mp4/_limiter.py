@@ -159,6 +159,15 @@ class RequestLimiter:
         if self._heap:
             self._heap[0].event.set()
 
+    def try_acquire(self) -> Permit | None:
+        """A permit at once when one is free with nobody queued and no shared limit to ask
+        (the common case, without a coroutine); else ``None``: then ``await acquire()``."""
+        if self.shared is None and not self._heap:
+            now = self._now()
+            if self._ready_at() <= now:
+                return self._take(now)
+        return None
+
     async def acquire(self, priority: int = PRIORITY_POLL) -> Permit:
         """Wait for this request's turn. Cancellation leaves the queue consistent."""
         now = self._now()

@@ -240,10 +240,14 @@ class MemoryJobStore:
         self._max_records = max_records
 
     async def insert(self, record: JobRecord) -> JobRecord | None:
-        existing = self._records.get(record.key)  # no await before the write: atomic
+        return self.put_new(record)
+
+    def put_new(self, record: JobRecord) -> JobRecord | None:
+        """``insert``, synchronously (atomic: nothing here waits)."""
+        existing = self._records.get(record.key)
         if existing is not None and existing.state is not JobState.REJECTED:
             return existing
-        await self.save(record)
+        self.put(record)
         return None
 
     async def save(self, record: JobRecord) -> None:
@@ -257,6 +261,10 @@ class MemoryJobStore:
             self._records.popitem(last=False)
 
     async def get(self, key: str) -> JobRecord | None:
+        return self._records.get(key)
+
+    def peek(self, key: str) -> JobRecord | None:
+        """``get``, synchronously."""
         return self._records.get(key)
 
     async def delete(self, key: str) -> None:

@@ -148,7 +148,7 @@ class Transport:
         sends = 0
         throttled_since: float | None = None
         while True:
-            permit = await self.limiter.acquire(
+            permit = self.limiter.try_acquire() or await self.limiter.acquire(
                 PRIORITY_SUBMIT if kind == "submit" else PRIORITY_POLL
             )
             try:
@@ -232,7 +232,7 @@ class Transport:
             return backoff
         return None
 
-    async def _send_once(
+    def _send_once(
         self,
         method: str,
         path: str,
@@ -241,11 +241,24 @@ class Transport:
         task_id: str | None,
         kind: Kind,
         attempt: int,
-    ) -> Any:
+    ) -> Awaitable[Any]:
+        """The request once (an awaitable: no coroutine of its own on the hot path)."""
         url = self._base_url + path
         self.sent[kind] += 1
         if not logger.isEnabledFor(logging.DEBUG):  # the hot path: not a wasted call
-            return await self._exchange(method, path, url, json_body, params, task_id)
+            return self._exchange(method, path, url, json_body, params, task_id)
+        return self._logged(method, path, url, json_body, params, task_id, attempt)
+
+    async def _logged(
+        self,
+        method: str,
+        path: str,
+        url: str,
+        json_body: Mapping[str, Any] | None,
+        params: Mapping[str, str] | None,
+        task_id: str | None,
+        attempt: int,
+    ) -> Any:
         started = loop_time()
         status: object = "no answer"
         try:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import cattrs
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from suno_mp4 import (
@@ -16,7 +18,16 @@ from suno_mp4 import (
     VideoDetails,
     VideoRequest,
 )
-from suno_mp4._convert import converter, parse_time, unstructure_details, video_from_details
+from suno_mp4._convert import (
+    _DETAILS_RENAMES,
+    _flatten_details,
+    converter,
+    extra_hooks,
+    parse_time,
+    structure_details,
+    unstructure_details,
+    video_from_details,
+)
 
 
 def test_request_rejects_empty_ids_before_anything_is_sent() -> None:
@@ -193,3 +204,57 @@ def test_epoch_milliseconds_and_text_agree(seconds: int) -> None:
     when = datetime.fromtimestamp(seconds, UTC)
     assert parse_time(seconds * 1000) == when
     assert parse_time(when.strftime("%Y-%m-%d %H:%M:%S")) == when
+
+
+# The details structure written out for speed agrees with the one cattrs generates.
+
+_WIRE_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**62), 2**62),
+    st.floats(allow_nan=False),
+    st.text(max_size=30),
+    st.sampled_from(["SUCCESS", "PENDING", "GENERATE_MP4_FAILED", " 17 ", "2025-01-02 03:04:05"]),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=8), st.integers(), max_size=3),
+)
+_WIRE_KEYS = st.sampled_from(
+    [
+        "taskId",
+        "successFlag",
+        "videoUrl",
+        "musicId",
+        "audioId",
+        "callbackUrl",
+        "musicIndex",
+        "createTime",
+        "completeTime",
+        "errorCode",
+        "errorMessage",
+        "response",
+        "unknownField",
+    ]
+)
+_RESPONSES = st.dictionaries(st.sampled_from(["videoUrl", "other"]), _WIRE_VALUES, max_size=2)
+
+
+def _outcome(structure: Any, wire: dict[str, Any]) -> object:
+    try:
+        details = structure(wire, VideoDetails)
+    except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
+        return ("refused", exc is not None)
+    return (details, dict(details.extra))
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.dictionaries(_WIRE_KEYS, _WIRE_VALUES, max_size=13),
+    st.one_of(st.none(), _RESPONSES),
+)
+def test_details_written_out_agree_with_the_generated_structure(
+    wire: dict[str, Any], response: dict[str, Any] | None
+) -> None:
+    if response is not None:
+        wire["response"] = response
+    generated, _ = extra_hooks(VideoDetails, _DETAILS_RENAMES, flatten=_flatten_details)
+    assert _outcome(structure_details, dict(wire)) == _outcome(generated, dict(wire))

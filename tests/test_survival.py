@@ -242,3 +242,36 @@ async def test_jobs_resolved_by_callbacks_teach_the_estimate_too() -> None:
             estimate = client._poller.estimate
             assert estimate is not None and estimate.ready  # the default schedule learns
             assert 0.15 <= estimate.quantile(0.5) <= 0.5
+
+
+def test_jobs_started_while_warming_up_keep_the_geometric_schedule() -> None:
+    from suno_mp4 import PollPolicy
+    from suno_mp4._poller import LearnedSchedule
+
+    estimate = RenderTimeEstimate()
+    schedule = LearnedSchedule(estimate, PollPolicy())
+    assert schedule.delay(0.0, 1.0, 0, 0.5) is None  # warming up: the geometric schedule
+    rng = random.Random(3)
+    for i in range(200):
+        estimate.finished(f"j{i}", rng.uniform(1, 20))
+    assert estimate.ready
+    # Submitted before the estimate was ready (all together, say): geometric to the end,
+    # not a plan made for a whole life applied to one already half spent.
+    assert schedule.delay(0.0, 30.0, 3, 0.5) is None
+    assert schedule.delay(30.0, 31.0, 0, 0.5) is not None  # made since: planned
+    # An estimate ready from the start (restored from a store) plans every job.
+    restored = LearnedSchedule(estimate, PollPolicy())
+    assert restored.delay(0.0, 1.0, 0, 0.5) is not None
+
+
+def test_the_estimate_waits_while_most_jobs_are_past_the_longest_render() -> None:
+    estimate = RenderTimeEstimate()
+    for i in range(2000):  # submitted together: the first 20 finished, the rest pending
+        if i < 20:
+            estimate.finished(f"j{i}", 0.5 + i * 0.01)
+        else:
+            estimate.pending(f"j{i}", 0.8)
+    assert not estimate.ready
+    for i in range(20, 1500):
+        estimate.finished(f"j{i}", 1.0 + i * 0.001)
+    assert estimate.ready
