@@ -6,14 +6,7 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import (
-    AsyncIterable,
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Iterable,
-    Mapping,
-)
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Self
 
@@ -181,16 +174,11 @@ class Client:
         return submit_job(self._transport(), body, before_send=before_send)
 
     def _new_job(self, task_id: str, request: VideoRequest | None, expect: bool) -> VideoJob:
-        max_wait = self.poll_policy.max_wait
-        now = loop_time()
-        return VideoJob(
-            task_id,
-            request,
-            registry=self._registry,
-            deadline=None if max_wait is None else now + max_wait,
-            via_listener=expect,
-            created_at=now,
-        )
+        now, wait = loop_time(), self.poll_policy.max_wait
+        deadline = None if wait is None else now + wait
+        job = VideoJob(task_id, request, registry=self._registry, deadline=deadline, created_at=now)
+        job.via_listener = expect
+        return job
 
     # The API.
 
