@@ -114,13 +114,14 @@ def _polling_bound(quick: bool) -> str:
 
 
 def _overhead(quick: bool) -> str:
-    jobs, runs = (100, 1) if quick else (2000, 3)
+    jobs, runs = (100, 1) if quick else (3000, 5)
     headers, rows = anyio.run(overhead.run, jobs, runs)
     return (
         f"## Client overhead: CPU per request\n\n"
-        f"{jobs:,} requests per side and kind, at most {overhead.IN_FLIGHT} in flight, "
-        f"the same tracks and task ids on both sides; client CPU (`time.process_time`, the "
-        f"sandbox in its own process). Median [min-max] of {runs} alternating runs; the "
+        f"{jobs:,} requests per side and kind, at most {overhead.IN_FLIGHT} in flight on "
+        f"both sides, the same tracks and task ids; client CPU (`time.process_time`, the "
+        f"sandbox in its own process). Both sides run at once, taking turns on "
+        f"{overhead.BLOCKS} blocks of each run's work. Median [min-max] of {runs} runs; the "
         f"ratio is taken within each run. Target <= {overhead.TARGET}x raw aiohttp.\n\n"
         f"{table(headers, rows)}\n\n"
         f"Reproduce: `python -m benchmarks.overhead --jobs {jobs} --runs {runs}`\n"

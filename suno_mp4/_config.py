@@ -35,12 +35,14 @@ class PollPolicy:
 
     By default (``schedule="learned"``) the poller learns this account's render times from
     the jobs it sees (a Kaplan-Meier estimate that counts pending jobs as censored and
-    forgets old ones) and polls each job on the schedule that minimises the mean squared
-    detection lag for ``polls_per_job`` polls per job under that estimate. Until ten jobs
-    have finished, and with ``schedule="geometric"`` always, the first poll comes after
-    ``initial_delay`` and each later gap is ``factor`` times the previous one, with
-    ``jitter`` (a fraction) so jobs submitted together do not poll in lockstep. In both,
-    ``initial_delay`` is the earliest first poll and ``max_interval`` the longest gap.
+    forgets old ones) and polls each job on the schedule that minimises the mean detection
+    lag, with the lags longer than a fixed loop's priced up, for ``polls_per_job`` polls
+    per job under that estimate. Until ten jobs have finished (and half the estimate lies
+    within the longest render seen), and with ``schedule="geometric"`` always, the first
+    poll comes after ``initial_delay`` and each later gap is ``factor`` times the previous
+    one, with ``jitter`` (a fraction) so jobs submitted together do not poll in lockstep;
+    a job submitted meanwhile keeps that schedule. In both, ``initial_delay`` is the
+    earliest first poll and ``max_interval`` the longest gap.
     """
 
     #: Videos take seconds at best: an earlier first poll only spends rate limit.

@@ -76,7 +76,7 @@ class Poller:
         self._stale = 0
         #: The learned render-time distribution (``PollPolicy(schedule="learned")``).
         self.estimate = RenderTimeEstimate() if policy.schedule == "learned" else None
-        self._learned = LearnedSchedule(self.estimate, policy) if self.estimate else None
+        self._learned = None if self.estimate is None else LearnedSchedule(self.estimate, policy)
         #: Polls sent (statistics).
         self.polls = 0
 

@@ -157,7 +157,10 @@ class Transport:
                     # is recorded too: cancelling it half-way would turn a known job into
                     # one in doubt. Queued submits (waiting for a permit above) stop at
                     # once. The shield needs no deadline of its own: the request's timeout
-                    # bounds the exchange, and the ledger bounds its write-ahead.
+                    # bounds the exchange, and the ledger bounds its write-ahead. (anyio's
+                    # shield holds off anyio cancel scopes only: a native asyncio
+                    # ``task.cancel()`` still cuts the exchange; the record then says
+                    # unknown, in doubt and never re-sent.)
                     with anyio.CancelScope(shield=True):
                         if before_send is not None:
                             await before_send()

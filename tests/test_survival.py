@@ -7,6 +7,7 @@ import bisect
 import math
 import random
 import statistics
+from typing import Any
 
 import pytest
 
@@ -275,3 +276,28 @@ def test_the_estimate_waits_while_most_jobs_are_past_the_longest_render() -> Non
     for i in range(20, 1500):
         estimate.finished(f"j{i}", 1.0 + i * 0.001)
     assert estimate.ready
+
+
+def test_the_poller_plans_jobs_made_once_the_estimate_is_ready() -> None:
+    # The poller's own path (not only LearnedSchedule): an empty estimate is falsy (it has
+    # a length), and a poller that tested it so never used its plan.
+    from types import SimpleNamespace
+
+    from suno_mp4 import PollPolicy
+    from suno_mp4._poller import Poller
+
+    async def fetch(task_id: str) -> Any:
+        raise AssertionError("no request here")
+
+    poller = Poller(fetch, PollPolicy())
+    assert poller.estimate is not None and len(poller.estimate) == 0
+    job = SimpleNamespace(created_at=0.0, poll_attempt=0, task_id="early")
+    assert poller._learned_delay(job, 0.5) is None  # type: ignore[arg-type]
+    rng = random.Random(5)
+    for i in range(200):
+        poller.estimate.finished(f"j{i}", rng.uniform(1, 20))
+    later = SimpleNamespace(created_at=100.0, poll_attempt=0, task_id="later")
+    gap = poller._learned_delay(later, 100.0)  # type: ignore[arg-type]
+    plan = poller.estimate.next_poll(0.0, budget=PollPolicy().polls_per_job, lane=lane("later"))
+    assert gap is not None and plan is not None
+    assert gap == pytest.approx(max(plan, PollPolicy().initial_delay))
