@@ -248,24 +248,19 @@ class Transport:
         """The request once (an awaitable: no coroutine of its own on the hot path)."""
         url = self._base_url + path
         self.sent[kind] += 1
+        exchange = self._exchange(method, path, url, json_body, params, task_id)
         if not logger.isEnabledFor(logging.DEBUG):  # the hot path: not a wasted call
-            return self._exchange(method, path, url, json_body, params, task_id)
-        return self._logged(method, path, url, json_body, params, task_id, attempt)
+            return exchange
+        return self._logged(exchange, method, path, task_id, attempt)
 
     async def _logged(
-        self,
-        method: str,
-        path: str,
-        url: str,
-        json_body: Mapping[str, Any] | None,
-        params: Mapping[str, str] | None,
-        task_id: str | None,
-        attempt: int,
+        self, exchange: Awaitable[Any], method: str, path: str, task_id: str | None, attempt: int
     ) -> Any:
+        """``exchange`` awaited, with a debug line saying how it went."""
         started = loop_time()
         status: object = "no answer"
         try:
-            data = await self._exchange(method, path, url, json_body, params, task_id)
+            data = await exchange
             status = 200
             return data
         except APIError as exc:
