@@ -238,7 +238,7 @@ class LearnedSchedule:
     A job keeps the schedule it started on: one submitted while the estimate warmed up is
     polled on the geometric schedule to the end. (Planned for a whole life, the plan would
     spend its budget again on polls the job already had: 2,000 jobs submitted at once were
-    polled 4-5 times each instead of 3.5.) An estimate restored from a store is ready
+    polled 4-5 times each instead of about 3.2.) An estimate restored from a store is ready
     from the first job.
     """
 
