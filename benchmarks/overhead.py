@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     headers, rows = anyio.run(run, args.jobs, args.runs)
     print(f"client CPU per request, {args.jobs} requests per side and kind;")
-    print(f"median [min-max] of {args.runs} alternating runs")
+    print(f"median [min-max] of {args.runs} runs, the sides taking turns on {BLOCKS} blocks")
     print(table(headers, rows))
 
 

@@ -74,7 +74,7 @@ async def _one(jobs: int, over: float, seed: int) -> dict[str, float]:
             task_id = f"task-{seed}-{i}"
             renders[task_id] = rng.uniform(1, 20)
             born[task_id] = loop_time()
-            job = registry.register(VideoJob(task_id, None, registry=registry, deadline=None))
+            job = registry.register(VideoJob(task_id, None, registry=registry, max_wait=None))
 
             def finished(_: VideoJob) -> None:
                 nonlocal left

@@ -13,7 +13,6 @@ from typing import Any, Self
 from ._arguments import check_number, check_task_id, check_type, check_url_argument
 from ._batch import Batch
 from ._callbacks import CallbackListener, CallbackRelay
-from ._clock import loop_time
 from ._config import PollPolicy, RateLimit, RetryPolicy
 from ._convert import request_body
 from ._download import Progress, download
@@ -174,11 +173,13 @@ class Client:
         return submit_job(self._transport(), body, before_send=before_send)
 
     def _new_job(self, task_id: str, request: VideoRequest | None, expect: bool) -> VideoJob:
-        now, wait = loop_time(), self.poll_policy.max_wait
-        deadline = None if wait is None else now + wait
-        job = VideoJob(task_id, request, registry=self._registry, deadline=deadline, created_at=now)
-        job.via_listener = expect
-        return job
+        return VideoJob(
+            task_id,
+            request,
+            registry=self._registry,
+            max_wait=self.poll_policy.max_wait,
+            via_listener=expect,
+        )
 
     # The API.
 

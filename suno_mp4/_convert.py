@@ -182,7 +182,6 @@ _DETAILS_RENAMES = {
     "error_message": "errorMessage",
 }
 
-_with_extra(VideoDetails, _DETAILS_RENAMES, flatten=_flatten_details)
 _DETAILS_KNOWN = frozenset(_DETAILS_RENAMES.values())
 
 
@@ -214,7 +213,11 @@ def structure_details(data: Any, _type: object = None) -> VideoDetails:
     )
 
 
+# Structured by the hook written out above; unstructured by the generated one.
 converter.register_structure_hook(VideoDetails, structure_details)
+converter.register_unstructure_hook(
+    VideoDetails, extra_hooks(VideoDetails, _DETAILS_RENAMES, flatten=_flatten_details)[1]
+)
 
 
 def _flatten_callback(wire: dict[str, Any]) -> None:

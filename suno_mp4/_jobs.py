@@ -88,9 +88,8 @@ class VideoJob:
         request: VideoRequest | None,
         *,
         registry: JobRegistry,
-        deadline: float | None,
+        max_wait: float | None,
         via_listener: bool = False,
-        created_at: float | None = None,
     ) -> None:
         self.task_id = task_id
         #: What was asked for; ``None`` for a job attached by id.
@@ -98,7 +97,7 @@ class VideoJob:
         #: Whether a callback to this client's listener is expected (then polls are rare).
         self.via_listener = via_listener
         #: When it was submitted or attached (the event loop's clock).
-        self.created_at = loop_time() if created_at is None else created_at
+        self.created_at = loop_time()
         #: Number of polls made for this job (statistics).
         self.polls = 0
         # Poller bookkeeping: backoff step and a generation that invalidates stale entries.
@@ -109,7 +108,7 @@ class VideoJob:
         #: What resolved the job: "poll", "callback" or "error" (statistics).
         self.resolved_by: str | None = None
         self._registry = registry
-        self._deadline = deadline
+        self._deadline = None if max_wait is None else self.created_at + max_wait
         self._status = TaskStatus.PENDING
         self._details: VideoDetails | None = None
         # Made when someone first waits: thousands of jobs nobody awaits yet hold none.

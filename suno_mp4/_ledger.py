@@ -236,7 +236,7 @@ class Ledger:
     def from_store(self, record: JobRecord) -> VideoJob:
         """A job already resolved from a finished record (no request is made)."""
         assert record.task_id is not None
-        job = VideoJob(record.task_id, record.request, registry=self._registry, deadline=None)
+        job = VideoJob(record.task_id, record.request, registry=self._registry, max_wait=None)
         if record.state == DONE and record.video is not None:
             self._registry.settle(job, record.video, "store")
         else:

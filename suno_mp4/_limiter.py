@@ -159,22 +159,22 @@ class RequestLimiter:
         if self._heap:
             self._heap[0].event.set()
 
-    def try_acquire(self) -> Permit | None:
-        """A permit at once when one is free with nobody queued and no shared limit to ask
-        (the common case, without a coroutine); else ``None``: then ``await acquire()``."""
-        if self.shared is None and not self._heap:
+    def _free_permit(self) -> Permit | None:
+        """A local permit at once if one is free and nobody is queued (the common case)."""
+        if not self._heap:
             now = self._now()
             if self._ready_at() <= now:
                 return self._take(now)
         return None
 
+    def try_acquire(self) -> Permit | None:
+        """A permit at once when one is free with nobody queued and no shared limit to ask
+        (the common case, without a coroutine); else ``None``: then ``await acquire()``."""
+        return None if self.shared is not None else self._free_permit()
+
     async def acquire(self, priority: int = PRIORITY_POLL) -> Permit:
         """Wait for this request's turn. Cancellation leaves the queue consistent."""
-        now = self._now()
-        if not self._heap and self._ready_at() <= now:
-            permit = self._take(now)  # the common case: no queue, no extra await
-        else:
-            permit = await self._queue(priority)
+        permit = self._free_permit() or await self._queue(priority)
         if self.shared is not None:
             try:
                 permit.token = await self.shared.acquire()

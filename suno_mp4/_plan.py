@@ -126,8 +126,9 @@ def plan_polls(
             if k:
                 sx = slope * x
                 values = [a - sx * f for a, f in zip(heavy[:k], done[:k], strict=True)]
-                low = min(values) + weight * ((x - tau) * done[k] - weighted[k])
-                at = values.index(min(values))
+                least = min(values)
+                low = least + weight * ((x - tau) * done[k] - weighted[k])
+                at = values.index(least)
             if k < j:
                 rest = [a - x * f for a, f in zip(left[k:j], done[k:j], strict=True)]
                 other = min(rest)

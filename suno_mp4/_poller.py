@@ -171,9 +171,10 @@ class Poller:
         """Hand every due poll to a worker and expire every due deadline; returns now."""
         now = loop_time()
         while self._heap and self._heap[0][0] <= now:
-            _, _, generation, job = heapq.heappop(self._heap)
-            if generation != job.poll_generation or job.done() or job.detached:
+            entry = heapq.heappop(self._heap)
+            if not _live(entry):
                 continue
+            job = entry[3]
             deadline = job.deadline
             if deadline is not None and deadline <= now:
                 self._expire(job)
@@ -238,7 +239,7 @@ class LearnedSchedule:
     A job keeps the schedule it started on: one submitted while the estimate warmed up is
     polled on the geometric schedule to the end. (Planned for a whole life, the plan would
     spend its budget again on polls the job already had: 2,000 jobs submitted at once were
-    polled 4-5 times each instead of about 3.2.) An estimate restored from a store is ready
+    polled 4-5 times each instead of 3.2-3.8.) An estimate restored from a store is ready
     from the first job.
     """
 
@@ -258,23 +259,17 @@ class LearnedSchedule:
             self._since = now if self._warming else -math.inf
         if created_at < self._since:
             return None
-        return learned_delay(self.estimate, self.policy, now - created_at, attempt, lane)
-
-
-def learned_delay(
-    estimate: RenderTimeEstimate, policy: PollPolicy, age: float, attempt: int, lane: float
-) -> float | None:
-    """The gap to the next poll of a job ``age`` seconds old, polled ``attempt`` times, on
-    the schedule planned for ``policy.polls_per_job`` (``lane`` picks one of the plan's
-    two), within the policy's bounds. ``None`` while the estimate warms up (the geometric
-    schedule serves); past the longest render seen, a gap growing with the job's age."""
-    if not estimate.ready:
-        return None
-    when = estimate.next_poll(age, budget=policy.polls_per_job, lane=lane)
-    if when is None:
-        return min(policy.max_interval, max(0.05, age * 0.3))
-    low = policy.initial_delay if attempt == 0 else 0.05
-    return min(policy.max_interval, max(low - age, when - age, 0.05))
+        # On the schedule planned for ``polls_per_job`` (``lane`` picks one of the plan's
+        # two), within the policy's bounds; past the longest render seen, a gap growing
+        # with the job's age.
+        estimate, policy, age = self.estimate, self.policy, now - created_at
+        if not estimate.ready:
+            return None
+        when = estimate.planned_after(age, budget=policy.polls_per_job, lane=lane)
+        if when is None:
+            return min(policy.max_interval, max(0.05, age * 0.3))
+        low = policy.initial_delay if attempt == 0 else 0.05
+        return min(policy.max_interval, max(low - age, when - age, 0.05))
 
 
 def lane(task_id: str) -> float:

@@ -187,8 +187,11 @@ class RenderTimeEstimate:
         to the longest render seen (``lane``, fixed per job in [0, 1), picks one of the
         plan's two schedules). ``None`` past it, or before :attr:`WARM` jobs finished
         (the caller falls back)."""
-        if not self.ready:
-            return None
+        return self.planned_after(age, budget=budget, lane=lane) if self.ready else None
+
+    def planned_after(self, age: float, *, budget: float, lane: float = 0.5) -> float | None:
+        """:meth:`next_poll` for a caller that checked :attr:`ready` already (the poller,
+        once per poll: the check is not free)."""
         # The job's last poll is taken to be the planned one nearest its age: the plan
         # moves a little at each refresh, and "the first planned age after this one" would
         # then add polls a moment apart.

@@ -108,7 +108,7 @@ class Transport:
         register_secret(api_key)
         self._session = session
         #: Video downloads: a session without the API key (video URLs may be on another
-        #: host); the API's session carries its headers as defaults (see ``api_session``).
+        #: host); the API's session then carries ``api_headers`` as its defaults.
         self._files = files or session
         self._max_body = max_response_bytes
         self._base_url = base_url.rstrip("/")
@@ -118,7 +118,6 @@ class Transport:
         self._request_headers = None if files is not None else self._headers
         self.retry = retry
         self.limiter = limiter
-        self._timeout_s = timeout
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._codes = codes
         self._rng = rng or random.Random()
