@@ -24,6 +24,7 @@ from . import (
     batch_memory,
     callbacks,
     download,
+    fidelity,
     hostile,
     overhead,
     pending,
@@ -71,6 +72,9 @@ def _resolution(quick: bool) -> str:
 def _schedules(quick: bool) -> str:
     jobs, seeds = (300, 1) if quick else (2000, 3)
     headers, rows = schedules.run(jobs, seeds)
+    # At the sandbox runs' size (600 jobs) over many seeds: what 3 sandbox runs sample.
+    small, many = (300, 2) if quick else (600, 12)
+    small_headers, small_rows = schedules.run(small, many)
     return (
         f"## Poll schedules on three spreads (simulation)\n\n"
         f"No network: every strategy sees the same {jobs:,} jobs, one submitted every 0.5 s, "
@@ -79,7 +83,26 @@ def _schedules(quick: bool) -> str:
         f'`PollPolicy()`; "bound": the schedule that minimises the mean lag at the same '
         f"budget, planned offline from the true distribution; the fixed loop at the learned "
         f"budget spends what the learned schedule spent.\n\n{table(headers, rows)}\n\n"
-        f"Reproduce: `python -m benchmarks.schedules --jobs {jobs} --seeds {seeds}`\n"
+        f"Reproduce: `python -m benchmarks.schedules --jobs {jobs} --seeds {seeds}`\n\n"
+        f"The same at the size of a sandbox run ({small} jobs), over {many} seeds (seeds 0-2 "
+        f"are the resolution benchmark's three runs; the fidelity section shows the "
+        f"simulation reproducing such runs):\n\n{table(small_headers, small_rows)}\n\n"
+        f"Reproduce: `python -m benchmarks.schedules --jobs {small} --seeds {many}`\n"
+    )
+
+
+def _fidelity(quick: bool) -> str:
+    jobs, runs, factor = (150, 1, 0.05) if quick else (600, 2, 0.08)
+    headers, rows = anyio.run(fidelity.run, jobs, runs, factor)
+    return (
+        f"## Simulation against the sandbox: the same renders both ways\n\n"
+        f"{fidelity.SPREAD}, {jobs} jobs per run (the resolution benchmark's draw for each "
+        f"seed): the default `PollPolicy()` and the fixed loop spending its budget, in the "
+        f"simulation and on the sandbox (times x {factor}). Where they agree run by run, "
+        f"the simulation's many seeds stand for as many sandbox runs.\n\n"
+        f"{table(headers, rows)}\n\n"
+        f"Reproduce: `python -m benchmarks.fidelity --jobs {jobs} --runs {runs} "
+        f"--scale {factor}`\n"
     )
 
 
@@ -254,6 +277,7 @@ def _scaleout(quick: bool) -> str:
 SECTIONS: dict[str, Callable[[bool], str]] = {
     "resolution": _resolution,
     "schedules": _schedules,
+    "fidelity": _fidelity,
     "pending": _pending,
     "polling_bound": _polling_bound,
     "overhead": _overhead,

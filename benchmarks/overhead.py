@@ -21,11 +21,17 @@ them (which goes first swaps every block and every run), so whatever else the ma
 does falls on both alike. The SDK gets the raw side's 50 submits on the wire
 (``max_concurrent_submits=50``; its default is 16). A run's ratio is SDK / raw of that
 run; figures are median [min-max] over ``--runs``, never the best run.
+
+Each side's time in Python's garbage collector is measured too (``gc.callbacks``), as
+"of which GC": the SDK keeps objects per pending job (the job, its request, its store
+record, its poll entry), so its collections run more often than raw's, and each one walks
+the objects of every request then in flight.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
@@ -76,22 +82,49 @@ async def each(items: Iterable[T], call: Callable[[T], Awaitable[object]]) -> No
 Calls = dict[str, Callable[[T], Awaitable[object]]]
 
 
+class GcClock:
+    """CPU seconds spent in the garbage collector (``gc.callbacks``) while installed."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.seconds += time.process_time() - self._started
+
+    def __enter__(self) -> GcClock:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        gc.callbacks.remove(self)
+
+
 async def interleaved(warm: list[T], work: list[T], calls: Calls[T], run: int) -> dict[str, float]:
-    """CPU seconds per item of ``work`` for each side, the sides taking turns on
-    ``BLOCKS`` blocks of it (the order swapping every block and every run): whatever else
-    the machine does meanwhile falls on both alike. ``warm`` first, not counted."""
+    """CPU seconds per item of ``work`` for each side (and, under ``"<side> gc"``, the
+    part of it spent collecting garbage), the sides taking turns on ``BLOCKS`` blocks of
+    it (the order swapping every block and every run): whatever else the machine does
+    meanwhile falls on both alike. ``warm`` first, not counted."""
     for call in calls.values():
         await each(warm, call)
     cpu = dict.fromkeys(calls, 0.0)
+    in_gc = dict.fromkeys(calls, 0.0)
     size = -(-len(work) // BLOCKS)
     for block in range(BLOCKS):
         part = work[block * size : (block + 1) * size]
         sides = list(calls) if (block + run) % 2 == 0 else list(reversed(calls))
         for side in sides:
-            cpu0 = time.process_time()
-            await each(part, calls[side])
-            cpu[side] += time.process_time() - cpu0
-    return {side: seconds / len(work) for side, seconds in cpu.items()}
+            with GcClock() as collecting:
+                cpu0 = time.process_time()
+                await each(part, calls[side])
+                cpu[side] += time.process_time() - cpu0
+            in_gc[side] += collecting.seconds
+    figures = {side: seconds / len(work) for side, seconds in cpu.items()}
+    figures.update({f"{side} gc": seconds / len(work) for side, seconds in in_gc.items()})
+    return figures
 
 
 def _session(sb: SandboxProcess) -> aiohttp.ClientSession:
@@ -166,7 +199,9 @@ async def by_callback(sb: SandboxProcess, tracks: list[Track], run: int) -> dict
 
 async def measure(jobs: int, runs: int) -> dict[str, dict[str, list[float]]]:
     """CPU seconds per request, by kind then side, one figure per run."""
-    cpu: dict[str, dict[str, list[float]]] = {k: {"raw": [], "sdk": []} for k in KINDS}
+    cpu: dict[str, dict[str, list[float]]] = {
+        k: {"raw": [], "sdk": [], "raw gc": [], "sdk gc": []} for k in KINDS
+    }
 
     def keep(kind: str, figures: dict[str, float]) -> None:
         for side, seconds in figures.items():
@@ -191,6 +226,7 @@ async def run(jobs: int, runs: int = 3) -> tuple[list[str], list[list[Any]]]:
         "raw aiohttp µs (baseline)",
         "suno_mp4 µs",
         "suno_mp4 / raw",
+        "of which GC µs: raw, suno_mp4",
         "target",
     ]
     rows: list[list[Any]] = []
@@ -203,6 +239,8 @@ async def run(jobs: int, runs: int = 3) -> tuple[list[str], list[list[Any]]]:
                 spread([r * 1e6 for r in raw], 0),
                 spread([s * 1e6 for s in ours], 0),
                 spread(ratios),
+                f"{spread([g * 1e6 for g in cpu[kind]['raw gc']], 1)}, "
+                f"{spread([g * 1e6 for g in cpu[kind]['sdk gc']], 1)}",
                 f"<= {TARGET}x" if kind != "callback" else "",
             ]
         )

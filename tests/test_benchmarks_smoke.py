@@ -38,6 +38,8 @@ def test_benchmarks_quick_run_prints_every_strategy() -> None:
         "Scale-out on Redis",
         "gzip bomb (1 MB -> 1 GB)",
         "Poll schedules on three spreads",
+        "Simulation against the sandbox",
+        "of which GC",
         "re-run: every row done",
         "idle, guard off (baseline)",
     ):

@@ -139,7 +139,7 @@ class RedisCallbackRelay:
                 if connection is not None:
                     connection.deregister_connect_callback(self._reconnected)
                 with anyio.CancelScope(shield=True), anyio.move_on_after(2):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
             await backoff.sleep()
 
     def _rewatch(self) -> None:
