@@ -11,6 +11,7 @@ run) and writes nothing.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import re
@@ -47,6 +48,13 @@ _MARK = re.compile(r"^<!-- section: ([a-z_]+) -->$", re.MULTILINE)
 
 def _resolution(quick: bool) -> str:
     jobs, runs, factor = (120, 1, 0.02) if quick else (600, 3, 0.08)
+    # Checked before the half-hour run, not after it: without the plot's library the
+    # figures would be lost at the end.
+    if not quick and importlib.util.find_spec("matplotlib") is None:
+        raise SystemExit(
+            "the resolution section draws a plot with matplotlib: install the bench extra "
+            "(`pip install -e '.[bench]'`, or `make bench`) first"
+        )
     headers, rows = anyio.run(resolution.run, jobs, runs, factor, 0.5)
     plot_note = ""
     if not quick:

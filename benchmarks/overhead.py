@@ -87,6 +87,7 @@ class GcClock:
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        self.collections = 0
         self._started = 0.0
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
@@ -94,6 +95,7 @@ class GcClock:
             self._started = time.process_time()
         else:
             self.seconds += time.process_time() - self._started
+            self.collections += 1
 
     def __enter__(self) -> GcClock:
         gc.callbacks.append(self)
@@ -105,13 +107,15 @@ class GcClock:
 
 async def interleaved(warm: list[T], work: list[T], calls: Calls[T], run: int) -> dict[str, float]:
     """CPU seconds per item of ``work`` for each side (and, under ``"<side> gc"``, the
-    part of it spent collecting garbage), the sides taking turns on ``BLOCKS`` blocks of
+    part of it spent collecting garbage; under ``"<side> collections"``, collections per
+    item), the sides taking turns on ``BLOCKS`` blocks of
     it (the order swapping every block and every run): whatever else the machine does
     meanwhile falls on both alike. ``warm`` first, not counted."""
     for call in calls.values():
         await each(warm, call)
     cpu = dict.fromkeys(calls, 0.0)
     in_gc = dict.fromkeys(calls, 0.0)
+    collections = dict.fromkeys(calls, 0.0)
     size = -(-len(work) // BLOCKS)
     for block in range(BLOCKS):
         part = work[block * size : (block + 1) * size]
@@ -122,8 +126,10 @@ async def interleaved(warm: list[T], work: list[T], calls: Calls[T], run: int) -
                 await each(part, calls[side])
                 cpu[side] += time.process_time() - cpu0
             in_gc[side] += collecting.seconds
+            collections[side] += collecting.collections
     figures = {side: seconds / len(work) for side, seconds in cpu.items()}
     figures.update({f"{side} gc": seconds / len(work) for side, seconds in in_gc.items()})
+    figures.update({f"{side} collections": n / len(work) for side, n in collections.items()})
     return figures
 
 
@@ -200,7 +206,11 @@ async def by_callback(sb: SandboxProcess, tracks: list[Track], run: int) -> dict
 async def measure(jobs: int, runs: int) -> dict[str, dict[str, list[float]]]:
     """CPU seconds per request, by kind then side, one figure per run."""
     cpu: dict[str, dict[str, list[float]]] = {
-        k: {"raw": [], "sdk": [], "raw gc": [], "sdk gc": []} for k in KINDS
+        k: {
+            side: []
+            for side in ("raw", "sdk", "raw gc", "sdk gc", "raw collections", "sdk collections")
+        }
+        for k in KINDS
     }
 
     def keep(kind: str, figures: dict[str, float]) -> None:
@@ -227,6 +237,7 @@ async def run(jobs: int, runs: int = 3) -> tuple[list[str], list[list[Any]]]:
         "suno_mp4 µs",
         "suno_mp4 / raw",
         "of which GC µs: raw, suno_mp4",
+        "collections per 1,000: raw, suno_mp4",
         "target",
     ]
     rows: list[list[Any]] = []
@@ -241,6 +252,8 @@ async def run(jobs: int, runs: int = 3) -> tuple[list[str], list[list[Any]]]:
                 spread(ratios),
                 f"{spread([g * 1e6 for g in cpu[kind]['raw gc']], 1)}, "
                 f"{spread([g * 1e6 for g in cpu[kind]['sdk gc']], 1)}",
+                f"{spread([n * 1e3 for n in cpu[kind]['raw collections']], 1)}, "
+                f"{spread([n * 1e3 for n in cpu[kind]['sdk collections']], 1)}",
                 f"<= {TARGET}x" if kind != "callback" else "",
             ]
         )
