@@ -18,20 +18,16 @@ from typing import Any
 
 import anyio
 
-from suno_mp4 import PollPolicy
-from suno_mp4._survival import RenderTimeEstimate
-
-from ._common import sandbox_process, table
-from .resolution import _figures, every, loop, sdk
-from .schedules import SPREADS, _learned, _simulate, fixed_loop_at
+from ._common import table
+from .resolution import figures, fixed_at_budget, scaled_policy, sdk, spread_sandbox
+from .schedules import SPREADS, fixed_loop_at, simulate_learned
 
 SPREAD = "uniform 1-20 s"
 
 
 def simulated(renders: list[float], interval: float) -> tuple[dict[str, float], dict[str, float]]:
     """The learned schedule and the fixed loop of its budget, simulated on ``renders``."""
-    estimate = RenderTimeEstimate()
-    learned = _simulate(renders, interval, _learned(estimate, PollPolicy(), interval), estimate)
+    learned = simulate_learned(renders, interval)
     _, fixed = fixed_loop_at(renders, interval, learned["polls"])
     return learned, fixed
 
@@ -41,17 +37,11 @@ async def on_sandbox(
 ) -> tuple[dict[str, float], dict[str, float]]:
     """The same, on the sandbox (times x ``scale``; figures back in the spread's seconds)."""
     scaled = [r * scale for r in renders]
-    durations = [{"duration": r} for r in scaled]
-    policy = PollPolicy(initial_delay=2 * scale, max_interval=30 * scale, max_wait=3600.0)
     pace = interval * scale
-    with sandbox_process(
-        "--render-time", "0", "--render-time-per-audio-second", "1", "--no-render"
-    ) as sb:
-        tracks = await sb.add_tracks(len(renders), each=durations)
-        learned = _figures(await sdk(sb, tracks, pace, policy), scale)
-        same, _ = fixed_loop_at(scaled, pace, learned["polls"])
-        tracks = await sb.add_tracks(len(renders), each=durations)
-        fixed = _figures(await loop(sb, tracks, pace, every(same)), scale)
+    with spread_sandbox() as sb:
+        tracks = await sb.add_tracks(len(scaled), each=[{"duration": r} for r in scaled])
+        learned = figures(await sdk(sb, tracks, pace, scaled_policy(scale)), scale)
+        fixed = await fixed_at_budget(sb, scaled, pace, scale, learned["polls"])
     return learned, fixed
 
 

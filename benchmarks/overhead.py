@@ -23,9 +23,9 @@ does falls on both alike. The SDK gets the raw side's 50 submits on the wire
 run; figures are median [min-max] over ``--runs``, never the best run.
 
 Each side's time in Python's garbage collector is measured too (``gc.callbacks``), as
-"of which GC": the SDK keeps objects per pending job (the job, its request, its store
-record, its poll entry), so its collections run more often than raw's, and each one walks
-the objects of every request then in flight.
+"of which GC", with the collections per 1,000 requests: the SDK keeps objects per pending
+job (the job, its request, its store record, its poll entry, its done-callbacks), so its
+collections run more often than raw's and walk more objects.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import gc
 import time
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
@@ -55,6 +56,7 @@ RECORD_INFO = "/api/v1/mp4/record-info"
 QUIET = PollPolicy(initial_delay=3000, max_interval=3000, fallback_interval=3000, max_wait=3600)
 #: Both sides with ``IN_FLIGHT`` submits on the wire (the SDK's default is 16).
 SAME_WORK: dict[str, Any] = {"max_concurrent_submits": IN_FLIGHT}
+SIDES = ("raw", "sdk")
 KINDS = {
     "submit": "submit (POST)",
     "poll": "poll (GET)",
@@ -106,11 +108,11 @@ class GcClock:
 
 
 async def interleaved(warm: list[T], work: list[T], calls: Calls[T], run: int) -> dict[str, float]:
-    """CPU seconds per item of ``work`` for each side (and, under ``"<side> gc"``, the
-    part of it spent collecting garbage; under ``"<side> collections"``, collections per
-    item), the sides taking turns on ``BLOCKS`` blocks of
-    it (the order swapping every block and every run): whatever else the machine does
-    meanwhile falls on both alike. ``warm`` first, not counted."""
+    """CPU seconds per item of ``work`` for each side, the sides taking turns on
+    ``BLOCKS`` blocks of it (the order swapping every block and every run): whatever else
+    the machine does meanwhile falls on both alike. ``warm`` first, not counted. Also,
+    per item: ``"<side> gc"``, the seconds of it spent collecting garbage, and
+    ``"<side> collections"``, the collections."""
     for call in calls.values():
         await each(warm, call)
     cpu = dict.fromkeys(calls, 0.0)
@@ -205,13 +207,7 @@ async def by_callback(sb: SandboxProcess, tracks: list[Track], run: int) -> dict
 
 async def measure(jobs: int, runs: int) -> dict[str, dict[str, list[float]]]:
     """CPU seconds per request, by kind then side, one figure per run."""
-    cpu: dict[str, dict[str, list[float]]] = {
-        k: {
-            side: []
-            for side in ("raw", "sdk", "raw gc", "sdk gc", "raw collections", "sdk collections")
-        }
-        for k in KINDS
-    }
+    cpu: dict[str, dict[str, list[float]]] = {k: defaultdict(list) for k in KINDS}
 
     def keep(kind: str, figures: dict[str, float]) -> None:
         for side, seconds in figures.items():
@@ -227,6 +223,11 @@ async def measure(jobs: int, runs: int) -> dict[str, dict[str, list[float]]]:
             keep("poll", await polls(sb, finished, run))
             keep("callback", await by_callback(sb, tracks, run))
     return cpu
+
+
+def both(figures: dict[str, list[float]], what: str, factor: float) -> str:
+    """``raw, sdk`` spreads of the ``"<side> <what>"`` figures, times ``factor``."""
+    return ", ".join(spread([x * factor for x in figures[f"{side} {what}"]], 1) for side in SIDES)
 
 
 async def run(jobs: int, runs: int = 3) -> tuple[list[str], list[list[Any]]]:
@@ -250,10 +251,8 @@ async def run(jobs: int, runs: int = 3) -> tuple[list[str], list[list[Any]]]:
                 spread([r * 1e6 for r in raw], 0),
                 spread([s * 1e6 for s in ours], 0),
                 spread(ratios),
-                f"{spread([g * 1e6 for g in cpu[kind]['raw gc']], 1)}, "
-                f"{spread([g * 1e6 for g in cpu[kind]['sdk gc']], 1)}",
-                f"{spread([n * 1e3 for n in cpu[kind]['raw collections']], 1)}, "
-                f"{spread([n * 1e3 for n in cpu[kind]['sdk collections']], 1)}",
+                both(cpu[kind], "gc", 1e6),
+                both(cpu[kind], "collections", 1e3),
                 f"<= {TARGET}x" if kind != "callback" else "",
             ]
         )

@@ -28,6 +28,7 @@ import argparse
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +132,7 @@ def planned(plan_ages: Callable[[float], tuple[float, ...]], then: float) -> Age
     return ages
 
 
-def _figures(run: Run, scale: float) -> dict[str, float]:
+def figures(run: Run, scale: float) -> dict[str, float]:
     counted = run[0][WARM_UP:]
     lags = sorted(lag / scale for _, lag in counted)
     return {
@@ -143,21 +144,39 @@ def _figures(run: Run, scale: float) -> dict[str, float]:
     }
 
 
+def spread_sandbox() -> AbstractContextManager[SandboxProcess]:
+    """A sandbox process whose tracks render for their ``duration`` (and draw nothing)."""
+    return sandbox_process(
+        "--render-time", "0", "--render-time-per-audio-second", "1", "--no-render"
+    )
+
+
+def scaled_policy(scale: float, **kwargs: Any) -> PollPolicy:
+    """``PollPolicy(**kwargs)`` with its bounds scaled in time like the renders."""
+    return PollPolicy(initial_delay=2 * scale, max_interval=30 * scale, max_wait=3600.0, **kwargs)
+
+
+async def fixed_at_budget(
+    sb: SandboxProcess, renders: list[float], pace: float, scale: float, polls: float
+) -> dict[str, float]:
+    """The fixed loop spending ``polls`` per job on these renders, on fresh tracks."""
+    same, _ = fixed_loop_at(renders, pace, polls)
+    tracks = await sb.add_tracks(len(renders), each=[{"duration": r} for r in renders])
+    return figures(await loop(sb, tracks, pace, every(same)), scale)
+
+
 async def _one_run(
     renders: list[float], pace: float, scale: float, bound: Plan
 ) -> dict[str, dict[str, float]]:
     """Every strategy on these renders, each with fresh tracks of the same render times."""
-    bounds = {"initial_delay": 2 * scale, "max_interval": 30 * scale, "max_wait": 3600.0}
     out: dict[str, dict[str, float]] = {}
     durations = [{"duration": r} for r in renders]  # each track renders for its duration
-    with sandbox_process(
-        "--render-time", "0", "--render-time-per-audio-second", "1", "--no-render"
-    ) as sb:
+    with spread_sandbox() as sb:
         strategies: list[tuple[str, Callable[[list[tuple[str, str]]], Awaitable[Run]]]] = [
-            ("SDK default (learned)", lambda t: sdk(sb, t, pace, PollPolicy(**bounds))),
+            ("SDK default (learned)", lambda t: sdk(sb, t, pace, scaled_policy(scale))),
             (
                 "SDK old default (geometric)",
-                lambda t: sdk(sb, t, pace, PollPolicy(schedule="geometric", **bounds)),
+                lambda t: sdk(sb, t, pace, scaled_policy(scale, schedule="geometric")),
             ),
             (
                 "bound: planned on the true distribution",
@@ -169,13 +188,12 @@ async def _one_run(
             for s in (1, 2, 5, 10)
         ]
         for label, strategy in strategies:
-            out[label] = _figures(
+            out[label] = figures(
                 await strategy(await sb.add_tracks(len(renders), each=durations)), scale
             )
-        same, _ = fixed_loop_at(renders, pace, out["SDK default (learned)"]["polls"])
-        tracks = await sb.add_tracks(len(renders), each=durations)
-        out["fixed loop at the learned budget"] = _figures(
-            await loop(sb, tracks, pace, every(same)), scale
+        polls = out["SDK default (learned)"]["polls"]
+        out["fixed loop at the learned budget"] = await fixed_at_budget(
+            sb, renders, pace, scale, polls
         )
     return out
 

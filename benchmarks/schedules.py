@@ -131,6 +131,15 @@ def _learned(
     return gap
 
 
+def simulate_learned(
+    renders: list[float], interval: float, policy: PollPolicy | None = None
+) -> dict[str, float]:
+    """The learned schedule (``policy``, by default ``PollPolicy()``), starting cold."""
+    policy = policy or PollPolicy()
+    estimate = RenderTimeEstimate()
+    return _simulate(renders, interval, _learned(estimate, policy, interval), estimate)
+
+
 def run(jobs: int, seeds: int, interval: float = 0.5) -> tuple[list[str], list[list[Any]]]:
     policy = PollPolicy()  # the defaults: the learned schedule, 3 polls/job, no setting
     geometric = PollPolicy(schedule="geometric")
@@ -140,9 +149,8 @@ def run(jobs: int, seeds: int, interval: float = 0.5) -> tuple[list[str], list[l
         for seed in range(seeds):
             rng = random.Random(seed)
             renders = [draw(rng) for _ in range(jobs)]
-            learned = RenderTimeEstimate()
             results.setdefault("learned (online)", []).append(
-                _simulate(renders, interval, _learned(learned, policy, interval), learned)
+                simulate_learned(renders, interval, policy)
             )
             truth = [draw(random.Random(10_000 + i)) for i in range(20_000)]
             results.setdefault("bound: planner on the true distribution", []).append(
