@@ -147,6 +147,7 @@ def _polling_bound(quick: bool) -> str:
 def _overhead(quick: bool) -> str:
     jobs, runs = (100, 1) if quick else (3000, 5)
     headers, rows = anyio.run(overhead.run, jobs, runs)
+    own = table(*anyio.run(overhead.anatomy, 10 * jobs, runs))
     return (
         f"## Client overhead: CPU per request\n\n"
         f"{jobs:,} requests per side and kind, at most {overhead.IN_FLIGHT} in flight on "
@@ -155,6 +156,9 @@ def _overhead(quick: bool) -> str:
         f"{overhead.BLOCKS} blocks of each run's work. Median [min-max] of {runs} runs; the "
         f"ratio is taken within each run. Target <= {overhead.TARGET}x raw aiohttp.\n\n"
         f"{table(headers, rows)}\n\n"
+        f"Where the SDK's share goes: its own work, with the exchange answered at once "
+        f"({10 * jobs:,} requests a run), and the objects a pending job keeps for the "
+        f"collector to walk (median [min-max] of {runs} runs).\n\n{own}\n\n"
         f"Reproduce: `python -m benchmarks.overhead --jobs {jobs} --runs {runs}`\n"
     )
 

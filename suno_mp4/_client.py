@@ -169,17 +169,12 @@ class Client:
     def _transport(self) -> Transport:
         return self._running().transport
 
-    def _send(self, body: dict[str, Any], before_send: Any) -> Awaitable[str]:
+    def _send(self, body: dict[str, Any], before_send: Callable[[], Any]) -> Awaitable[str]:
         return submit_job(self._transport(), body, before_send=before_send)
 
     def _new_job(self, task_id: str, request: VideoRequest | None, expect: bool) -> VideoJob:
-        return VideoJob(
-            task_id,
-            request,
-            registry=self._registry,
-            max_wait=self.poll_policy.max_wait,
-            via_listener=expect,
-        )
+        registry, max_wait = self._registry, self.poll_policy.max_wait
+        return VideoJob(task_id, request, registry=registry, max_wait=max_wait, via_listener=expect)
 
     # The API.
 
@@ -204,27 +199,32 @@ class Client:
         key whose submit is in doubt raises :class:`SubmissionInDoubtError`.
         """
         request = VideoRequest(task_id, audio_id, author=author, domain_name=domain_name)
-        return await self.submit(request, callback_url=callback_url, key=key)
+        body, key, via_listener = self._submission(request, callback_url, key)
+        return await self._ledger.submit(request, key, body, via_listener=via_listener)
 
     async def submit(
         self, request: VideoRequest, *, callback_url: str | None = None, key: str | None = None
     ) -> VideoJob:
         """Like :meth:`create_video`, for a ready :class:`VideoRequest`."""
         check_type(request, "request", VideoRequest)
+        body, key, via_listener = self._submission(request, callback_url, key)
+        return await self._ledger.submit(request, key, body, via_listener=via_listener)
+
+    def _submission(
+        self, request: VideoRequest, callback_url: str | None, key: str | None
+    ) -> tuple[dict[str, Any], str, bool]:
+        """A checked submit's body, its key, and whether its callback comes to us."""
         check_url_argument(callback_url, "callback_url")
         if key is not None and (not isinstance(key, str) or not key.strip()):
             raise InvalidRequestError(f"key must be a non-empty string, got {short(key)!r}")
         self._transport()  # raises ClientClosedError when not running
         via_listener = callback_url is None and self.callbacks_reach_us
         if callback_url is None:
-            if self.callbacks is not None:
-                callback_url = self.callbacks.callback_url
-            else:
-                callback_url = self.callback_url or NO_CALLBACK_URL
+            listener, fallback = self.callbacks, self.callback_url or NO_CALLBACK_URL
+            callback_url = listener.callback_url if listener is not None else fallback
         body = request_body(request)
         body["callBackUrl"] = callback_url
-        key = request.key if key is None else key
-        return await self._ledger.submit(request, key, body, via_listener=via_listener)
+        return body, request.key if key is None else key, via_listener
 
     def job(self, task_id: str, *, expect_callback: bool = False) -> VideoJob:
         """Attach to a video task made earlier (by id); returns its awaitable job.

@@ -39,6 +39,8 @@ def parse_time(value: object, _type: object = None) -> datetime | None:
     and any time before 2000 or after 2200, is ``None``: a time the SDK cannot read must
     not break the parse of a whole answer.
     """
+    if value is None:
+        return None
     parsed = _parse_time(value)
     if parsed is None or not EARLIEST <= parsed < LATEST:
         return None
@@ -52,14 +54,19 @@ def _parse_time(value: object) -> datetime | None:
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, str):
         text = value.strip()[:64]
-        if _NUMBER.fullmatch(text):
-            value = float(text)
-        elif _STRING_TIME.match(text):
+        shape = _STRING_TIME.match(text)
+        if shape is not None:
+            # UTC unless the text names a zone: said in the text, not by a later
+            # ``replace(tzinfo=...)`` (it runs twice for every poll, and that costs more).
+            zone = shape.group(2)
+            if zone is None or zone == "Z":
+                text = text.removesuffix("Z") + "+00:00"
             try:
-                parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+                return datetime.fromisoformat(text)
             except ValueError:
                 return None
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        if _NUMBER.fullmatch(text):
+            value = float(text)
         else:
             return None
     if isinstance(value, int | float):
@@ -76,6 +83,8 @@ def _time_ms(value: datetime | None) -> int | None:
 
 
 def _lenient_int(value: object, _type: object = None) -> int | None:
+    if type(value) is int:
+        return value
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -87,8 +96,8 @@ def _lenient_int(value: object, _type: object = None) -> int | None:
 
 
 def _lenient_str(value: object, _type: object = None) -> str | None:
-    if value is None:
-        return None
+    if type(value) is str or value is None:
+        return value
     return value if isinstance(value, str) else str(value)
 
 
@@ -159,7 +168,7 @@ def _with_extra(
 def _flatten_details(wire: dict[str, Any]) -> None:
     # The URL sits in a nested object on the wire: {"response": {"videoUrl": ...}}.
     response = wire.pop("response", None)
-    if isinstance(response, Mapping):
+    if type(response) is dict or isinstance(response, Mapping):
         wire["videoUrl"] = response.get("videoUrl")
         for key, value in response.items():
             if key != "videoUrl":
@@ -185,22 +194,36 @@ _DETAILS_RENAMES = {
 _DETAILS_KNOWN = frozenset(_DETAILS_RENAMES.values())
 
 
+#: The keys of a details answer with nothing to keep in ``extra`` (the usual answer).
+_DETAILS_PLAIN = _DETAILS_KNOWN | {"response"}
+
+
 def structure_details(data: Any, _type: object = None) -> VideoDetails:
     """A details answer (``data`` of record-info) as :class:`VideoDetails`: what the hooks
     :func:`extra_hooks` generates for it do, written out (it runs for every poll; a test
-    checks the two agree on arbitrary answers)."""
+    checks the two agree on arbitrary answers). The answer is read where it is; a copy is
+    flattened only when it has fields to keep in ``extra``."""
     if type(data) is not dict and not isinstance(data, Mapping):
         raise TypeError(f"expected a JSON object for VideoDetails, got {type(data).__name__}")
-    wire = dict(data)
-    _flatten_details(wire)
-    if "taskId" not in wire:
+    if "taskId" not in data:
         raise TypeError("details without taskId")
-    get = wire.get
-    extra = {k: v for k, v in wire.items() if k not in _DETAILS_KNOWN}
+    get = data.get
+    response = get("response")
+    if type(response) is dict or isinstance(response, Mapping):
+        video_url = response.get("videoUrl")  # the nested URL wins, as when flattened
+        plain = len(response) == ("videoUrl" in response)
+    else:
+        video_url = get("videoUrl")
+        plain = response is None
+    extra: dict[str, Any] | None = None
+    if not plain or not data.keys() <= _DETAILS_PLAIN:
+        wire = dict(data)
+        _flatten_details(wire)
+        extra = {k: v for k, v in wire.items() if k not in _DETAILS_KNOWN} or None
     return VideoDetails(
-        task_id=str(wire["taskId"]),
-        status=_status(wire["successFlag"]) if "successFlag" in wire else TaskStatus.PENDING,
-        video_url=_lenient_str(get("videoUrl")),
+        task_id=str(data["taskId"]),
+        status=_status(data["successFlag"]) if "successFlag" in data else TaskStatus.PENDING,
+        video_url=_lenient_str(video_url),
         music_id=_lenient_str(get("musicId")),
         audio_id=_lenient_str(get("audioId")),
         callback_url=_lenient_str(get("callbackUrl")),

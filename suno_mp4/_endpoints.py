@@ -20,17 +20,22 @@ GENERATE = "/api/v1/mp4/generate"
 RECORD_INFO = "/api/v1/mp4/record-info"
 
 
-async def submit_job(
+def submit_job(
     transport: Transport,
     body: dict[str, Any],
     *,
-    before_send: Callable[[], Awaitable[None]] | None = None,
-) -> str:
-    """POST one job; returns its video task id. ``before_send`` runs just before the
-    request goes out (after the rate limiter): the write-ahead record."""
-    data = await transport.call(
-        "POST", GENERATE, kind="submit", json_body=body, before_send=before_send
+    before_send: Callable[[], Awaitable[None] | None] | None = None,
+) -> Awaitable[str]:
+    """POST one job; its awaitable returns the video task id. ``before_send`` runs just
+    before the request goes out (after the rate limiter): the write-ahead record. (No
+    coroutine of its own: the transport checks the answer with :func:`_task_id_of`.)"""
+    return transport.call(
+        "POST", GENERATE, kind="submit", json_body=body, before_send=before_send, check=_task_id_of
     )
+
+
+def _task_id_of(data: Any) -> str:
+    """The task id of a submit's answer, checked."""
     task_id = data.get("taskId") if isinstance(data, dict) else None
     try:
         return check_id(task_id, what="taskId")

@@ -52,6 +52,10 @@ Outcome = MusicVideo | SunoMp4Error
 DoneCallback = Callable[["VideoJob"], None]
 
 
+def _ignore(job: VideoJob) -> None:
+    """A registry's ``record_result`` until a ledger sets its own."""
+
+
 class VideoJob:
     """A submitted (or attached) video task: ``await job`` gives the :class:`MusicVideo`.
 
@@ -100,7 +104,8 @@ class VideoJob:
         self.created_at = loop_time()
         #: Number of polls made for this job (statistics).
         self.polls = 0
-        # Poller bookkeeping: backoff step and a generation that invalidates stale entries.
+        # Poller bookkeeping: backoff step, and the number of its poll's heap entry (a new
+        # one each time it is scheduled: an answer to an older poll reschedules nothing).
         self.poll_attempt = 0
         self.poll_generation = 0
         #: Set by the poller when every waiter left: the job is not polled meanwhile.
@@ -221,6 +226,8 @@ class VideoJob:
         self._outcome = outcome
         if self._event is not None:
             self._event.set()
+        if self._record is not None:  # first, its record in the job store (the ledger)
+            self._call(self._registry.record_result)
         callbacks, self._callbacks = self._callbacks, ()
         for callback in callbacks:
             self._call(callback)
@@ -343,6 +350,9 @@ class JobRegistry:
         self.closed: SunoMp4Error | None = None
         #: Counters (statistics): answers applied, ignored duplicates, early buffered.
         self.stats = {"resolved": 0, "ignored": 0, "early": 0, "early_dropped": 0}
+        #: Called with each job that has a job-store record when it resolves, before its
+        #: done callbacks (the ledger records the result; one hook, not a callback a job).
+        self.record_result: DoneCallback = _ignore
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -468,7 +478,6 @@ class JobRegistry:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("video task %s: every waiter left; released", short(job.task_id))
         job.detached = True
-        job.poll_generation += 1  # invalidates its queued poll
         if self._jobs.get(job.task_id) is job:
             del self._jobs[job.task_id]
         self._scheduler.forget(job)

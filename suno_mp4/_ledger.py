@@ -47,8 +47,9 @@ __all__ = ["Ledger"]
 
 logger = logging.getLogger("suno_mp4.store")
 
-#: Sends a submit body (calling ``before_send`` just before it goes out); returns the task id.
-Send = Callable[[dict[str, Any], Callable[[], Awaitable[None]]], Awaitable[str]]
+#: Sends a submit body (calling ``before_send`` just before it goes out, and awaiting what
+#: it returns unless ``None``); returns the task id.
+Send = Callable[[dict[str, Any], Callable[[], Awaitable[None] | None]], Awaitable[str]]
 #: Makes a job: (task id, request, expects a callback).
 NewJob = Callable[[str, VideoRequest | None, bool], VideoJob]
 
@@ -85,11 +86,11 @@ class Ledger:
         # a submit in milliseconds, so 16 in flight is far above any account's rate limit.
         # asyncio's own primitives on this per-submit path (the SDK runs on asyncio).
         self._submit_slots = asyncio.Semaphore(max_concurrent_submits)
-        self._key_locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        #: Keys with a submit under way here, each with the futures of submits waiting for it.
+        self._busy: dict[str, list[asyncio.Future[None]] | None] = {}
         self._on_claim = on_claim
         self._saves: MemoryObjectSendStream[JobRecord] | None = None  # while run() runs
-        # One bound method for every job's done callback: a partial per job held ~250 bytes.
-        self._on_job_done = self._job_finished
+        registry.record_result = self._job_finished
         #: Jobs taken over from dead workers of a shared store (statistics).
         self.claimed = 0
 
@@ -98,90 +99,75 @@ class Ledger:
     async def submit(
         self, request: VideoRequest, key: str, body: dict[str, Any], *, via_listener: bool
     ) -> VideoJob:
-        """The job of ``request`` under ``key``: the one the store knows, or a new submit."""
-        # Same key in this process: one submit, one job (a lock per key while it is used).
-        locks = self._key_locks
-        lock, users = locks.get(key) or (asyncio.Lock(), 0)
-        locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                memory = self._memory
-                existing = memory.peek(key) if memory else await self.store.get(key)
-                if existing is not None and existing.state is not REJECTED:
-                    return await self.job_of_record(existing)
-                async with self._submit_slots:
-                    record = await self._post(key, request, body, via_listener)
-                if record.state is not SUBMITTED:  # another process holds the key
-                    return await self.job_of_record(record)
-                assert record.task_id is not None
-                return self._track(self._new_job(record.task_id, request, via_listener), record)
-        finally:
-            lock, users = locks[key]
-            if users == 1:
-                del locks[key]
-            else:
-                locks[key] = (lock, users - 1)
-
-    async def _post(
-        self, key: str, request: VideoRequest, body: dict[str, Any], via_listener: bool
-    ) -> JobRecord:
-        """POST one submit between two store writes; returns the ``submitted`` record (or,
-        when another process claimed the key first, that process's record).
+        """The job of ``request`` under ``key``: the one the store knows, or a new submit.
 
         Write-ahead: the record is inserted as ``submitting`` just before the request goes
         out — atomically: of many processes submitting one key, one goes ahead — so a crash
         after that point is reported on restart as in doubt instead of being paid twice.
         """
-        record: JobRecord | None = None
-
-        async def write_ahead() -> None:
-            nonlocal record
-            # Made now, not when the submit queued: its time says when it went out.
-            ahead = JobRecord(key, request, SUBMITTING, via_listener=via_listener)
-            holder = await self._insert(ahead)
-            if holder is not None:
-                raise _KeyTaken(holder)
-            record = ahead
-
+        # Same key in this process: one submit at a time, so one job. The key is busy while
+        # a submit of it runs; another waits until it is free, then looks at the store again
+        # (which then knows the first one's job). Nothing is made for a key nobody contends.
+        busy = self._busy
+        while key in busy:
+            waiters = busy[key]
+            if waiters is None:
+                waiters = busy[key] = []
+            free = asyncio.get_running_loop().create_future()
+            waiters.append(free)
+            await free
+        busy[key] = None
         try:
-            task_id = await self._send(body, write_ahead)
-        except _KeyTaken as taken:
-            return taken.holder
-        except BaseException as exc:
-            if record is not None:  # otherwise nothing was sent and there is nothing to keep
-                state = REJECTED if _certainly_not_taken(exc) else UNKNOWN
-                await self._save_now(attrs.evolve(record, state=state, error=str(exc)))
-            raise
-        assert record is not None
-        submitted = JobRecord(
-            key,
-            request,
-            SUBMITTED,
-            task_id=task_id,
-            via_listener=via_listener,
-            updated_at=record.updated_at,
-            owner=record.owner,
-        )
-        # The API took the job: the caller gets it even if the store fails now (an error
-        # would invite a second, paid submit); a restart then lists it as unknown.
-        await self._save_now(submitted)
-        return submitted
+            memory = self._memory
+            existing = memory.peek(key) if memory else await self.store.get(key)
+            if existing is not None and existing.state is not REJECTED:
+                return await self.job_of_record(existing)
+            ahead = _WriteAhead(self, key, request, via_listener)
+            holder: JobRecord | None = None
+            await self._submit_slots.acquire()
+            try:
+                task_id = await self._send(body, ahead)
+            except _KeyTaken as taken:  # another process holds the key: nothing was sent
+                holder = taken.holder
+            except BaseException as exc:
+                if ahead.record is not None:  # else nothing was sent: nothing to keep
+                    state = REJECTED if _certainly_not_taken(exc) else UNKNOWN
+                    await self._save_now(attrs.evolve(ahead.record, state=state, error=str(exc)))
+                raise
+            finally:
+                self._submit_slots.release()
+            if holder is not None:
+                return await self.job_of_record(holder)
+            record = ahead.submitted(task_id)
+            # The API took the job: the caller gets it even if the store fails now (an
+            # error would invite a second, paid submit); a restart then lists it as unknown.
+            if memory is not None:
+                memory.put(record)
+            else:
+                await self._save_now(record)
+            return self._track(self._new_job(task_id, request, via_listener), record)
+        finally:
+            for waiter in busy.pop(key) or ():
+                if not waiter.done():
+                    waiter.set_result(None)
 
-    async def _insert(self, record: JobRecord) -> JobRecord | None:
-        """``store.insert`` within ``write_timeout``: it runs shielded, before the submit
-        goes out, and a store that hangs must not hang the submit (nothing is sent then).
-        The in-memory store never waits: no deadline is set for it."""
-        if self._memory is not None:
-            return self._memory.put_new(record)
+    async def _insert(self, record: JobRecord, ahead: _WriteAhead) -> None:
+        """``store.insert`` within ``write_timeout`` (``record`` then kept by ``ahead``):
+        it runs shielded, before the submit goes out, and a store that hangs must not hang
+        the submit (nothing is sent then). Raises :class:`_KeyTaken` when another process
+        holds the key."""
         with anyio.move_on_after(self._write_timeout) as scope:
-            return await self.store.insert(record)
-        assert scope.cancelled_caught
-        raise TransportError(
-            f"the job store did not take the submission's record within "
-            f"{self._write_timeout:.0f} s; nothing was sent",
-            endpoint="job store",
-            sent=False,
-        )
+            holder = await self.store.insert(record)
+        if scope.cancelled_caught:
+            raise TransportError(
+                f"the job store did not take the submission's record within "
+                f"{self._write_timeout:.0f} s; nothing was sent",
+                endpoint="job store",
+                sent=False,
+            )
+        if holder is not None:
+            raise _KeyTaken(holder)
+        ahead.record = record
 
     # Records to jobs.
 
@@ -225,10 +211,10 @@ class Ledger:
         return self._track(job, None)
 
     def _track(self, job: VideoJob, record: JobRecord | None) -> VideoJob:
+        # Before it registers (which can resolve it: an early callback): when the job
+        # resolves, the registry has the ledger record its result under this record.
+        job._record = record
         registered = self._registry.register(job)
-        if registered is job and record is not None:
-            job._record = record
-            job.add_done_callback(self._on_job_done)
         if registered is job and self._relay is not None and not job.done():
             self._relay.watch(job.task_id)  # a callback stored before we registered
         return registered
@@ -373,6 +359,48 @@ class Ledger:
             why,
         )
         await self.store.save(attrs.evolve(record, state=UNKNOWN))
+
+
+class _WriteAhead:
+    """A submit's ``before_send``: writes its ``submitting`` record just before the request
+    goes out, and keeps it. (One object a submit: a closure made five cells and a list,
+    each an object the garbage collector walks while the submit is on the wire.)"""
+
+    __slots__ = ("key", "ledger", "record", "request", "via_listener")
+
+    def __init__(self, ledger: Ledger, key: str, request: VideoRequest, via_listener: bool) -> None:
+        self.ledger = ledger
+        self.key = key
+        self.request = request
+        self.via_listener = via_listener
+        #: The record once written (the request may then be on the wire).
+        self.record: JobRecord | None = None
+
+    def __call__(self) -> Awaitable[None] | None:
+        # Made now, not when the submit queued: its time says when it went out.
+        record = JobRecord(self.key, self.request, SUBMITTING, via_listener=self.via_listener)
+        memory = self.ledger._memory
+        if memory is None:
+            return self.ledger._insert(record, self)
+        holder = memory.put_new(record)  # at once: nothing in memory waits
+        if holder is not None:
+            raise _KeyTaken(holder)
+        self.record = record
+        return None
+
+    def submitted(self, task_id: str) -> JobRecord:
+        """The ``submitted`` record, once the API took the job as ``task_id``."""
+        written = self.record
+        assert written is not None
+        return JobRecord(
+            self.key,
+            self.request,
+            SUBMITTED,
+            task_id=task_id,
+            via_listener=self.via_listener,
+            updated_at=written.updated_at,
+            owner=written.owner,
+        )
 
 
 class _KeyTaken(Exception):

@@ -170,7 +170,12 @@ class RequestLimiter:
     def try_acquire(self) -> Permit | None:
         """A permit at once when one is free with nobody queued and no shared limit to ask
         (the common case, without a coroutine); else ``None``: then ``await acquire()``."""
-        return None if self.shared is not None else self._free_permit()
+        if self.shared is not None or self._heap:
+            return None
+        if self.limit is None and self._learned_rate is None:  # no brake on: only a pause
+            now = loop_time()
+            return Permit(self, now) if self._paused_until <= now else None
+        return self._free_permit()
 
     async def acquire(self, priority: int = PRIORITY_POLL) -> Permit:
         """Wait for this request's turn. Cancellation leaves the queue consistent."""

@@ -38,13 +38,10 @@ logger = logging.getLogger("suno_mp4.poller")
 _PERMANENT = (AuthenticationError, NotFoundError, ValidationError)
 
 
-#: A heap entry: (due, tie-breaker, the job's poll generation when pushed, job).
-Entry = tuple[float, int, int, VideoJob]
-
-
-def _live(entry: Entry) -> bool:
-    _, _, generation, job = entry
-    return generation == job.poll_generation and not job.done() and not job.detached
+#: A heap entry: (due, its number). The job is looked up by the number: a tuple of a float
+#: and an int holds no object, so the garbage collector stops walking it (a tuple holding
+#: the job was one object more per pending job to walk at every collection).
+Entry = tuple[float, int]
 
 
 class Poller:
@@ -71,7 +68,9 @@ class Poller:
         self._workers = workers
         self._rng = rng or random.Random()
         self._heap: list[Entry] = []
-        self._seq = itertools.count()
+        #: The job of each live heap entry, by the entry's number (``job.poll_generation``).
+        self._entries: dict[int, VideoJob] = {}
+        self._seq = itertools.count(1)
         self._wake = asyncio.Event()  # asyncio's own: made at every scheduler turn
         self._stale = 0
         #: The learned render-time distribution (``PollPolicy(schedule="learned")``).
@@ -97,7 +96,6 @@ class Poller:
                 delay = self._learned_delay(job, now)
                 if delay is None:
                     delay = self.policy.delay(job.poll_attempt, self._rng)
-        job.poll_generation += 1  # its older entry, if any, is dead
         due = now + delay
         deadline = job.deadline
         self._push(due if deadline is None or due < deadline else deadline, job)
@@ -125,18 +123,25 @@ class Poller:
             self.estimate.forget(job.task_id)
 
     def _push(self, due: float, job: VideoJob) -> None:
+        entries = self._entries
+        entries.pop(job.poll_generation, None)  # its older entry, if any, is dead
+        job.poll_generation = number = next(self._seq)
+        entries[number] = job
         earliest = not self._heap or due < self._heap[0][0]
-        heapq.heappush(self._heap, (due, next(self._seq), job.poll_generation, job))
+        heapq.heappush(self._heap, (due, number))
         if earliest:
             self._wake.set()  # new earliest entry: the scheduler must re-time its sleep
 
     def forget(self, job: VideoJob) -> None:
-        """``job`` was released: its entries are dead. The heap is rebuilt without them once
-        about half of it is dead (amortised O(log n) a job), so released jobs are not kept
-        alive by the heap until their deadline."""
+        """``job`` was released: its entry is dead, and the poller holds it no more. The
+        heap is rebuilt without dead entries once about half of it is dead (amortised
+        O(log n) a job)."""
+        if self._entries.pop(job.poll_generation, None) is None:
+            return
         self._stale += 1
         if self._stale > len(self._heap) // 2:
-            self._heap = [entry for entry in self._heap if _live(entry)]
+            live = self._entries
+            self._heap = [entry for entry in self._heap if entry[1] in live]
             heapq.heapify(self._heap)
             self._stale = 0
 
@@ -170,11 +175,11 @@ class Poller:
     async def _dispatch_due(self, handover: asyncio.Queue[VideoJob]) -> float:
         """Hand every due poll to a worker and expire every due deadline; returns now."""
         now = loop_time()
+        entries = self._entries  # (the heap is re-read: forget() may rebuild it meanwhile)
         while self._heap and self._heap[0][0] <= now:
-            entry = heapq.heappop(self._heap)
-            if not _live(entry):
+            job = entries.pop(heapq.heappop(self._heap)[1], None)
+            if job is None or job.done() or job.detached:
                 continue
-            job = entry[3]
             deadline = job.deadline
             if deadline is not None and deadline <= now:
                 self._expire(job)

@@ -17,6 +17,7 @@ import anyio
 from ._clock import loop_time
 from ._config import RetryPolicy
 from ._errors import (
+    AIOHTTP_FAILURES,
     APIKLEY_CODES,
     APIError,
     RateLimitError,
@@ -24,6 +25,7 @@ from ._errors import (
     TransportError,
     error_for_code,
     map_exceptions,
+    transport_error,
 )
 from ._limiter import PRIORITY_POLL, PRIORITY_SUBMIT, RequestLimiter
 from ._untrusted import UntrustedDataError, decompress, loads, register_secret, short
@@ -123,6 +125,14 @@ class Transport:
         self._rng = rng or random.Random()
         #: Counters for benchmarks and tests: requests sent by kind.
         self.sent: dict[str, int] = {"submit": 0, "poll": 0}
+        self._scope_type: type[anyio.CancelScope] | None = None
+
+    def _learn_scope_type(self) -> type[anyio.CancelScope]:
+        """The running async library's own cancel scope class: what ``anyio.CancelScope``
+        makes, after working out which library runs (a cost on every submit). Made
+        directly, it behaves the same without that lookup."""
+        self._scope_type = type(anyio.CancelScope())
+        return self._scope_type
 
     def __repr__(self) -> str:
         return f"<Transport {self._base_url}>"  # never the key
@@ -136,12 +146,15 @@ class Transport:
         json_body: Mapping[str, Any] | None = None,
         params: Mapping[str, str] | None = None,
         task_id: str | None = None,
-        before_send: Callable[[], Awaitable[None]] | None = None,
+        before_send: Callable[[], Awaitable[None] | None] | None = None,
+        check: Callable[[Any], Any] | None = None,
     ) -> Any:
-        """Send one API request (with the retries its kind allows) and return the ``data``.
+        """Send one API request (with the retries its kind allows) and return the ``data``
+        (passed through ``check`` first, if given: an error it raises is not retried).
 
-        ``before_send`` is awaited once, just before the request first goes out (after the
-        rate limiter let it through): the write-ahead record of a submit.
+        ``before_send`` is called once, just before the request first goes out (after the
+        rate limiter let it through), and what it returns awaited unless it is ``None``:
+        the write-ahead record of a submit (a store that never waits writes it at once).
         """
         retry = 0
         sends = 0
@@ -160,10 +173,12 @@ class Transport:
                     # shield holds off anyio cancel scopes only: a native asyncio
                     # ``task.cancel()`` still cuts the exchange; the record then says
                     # unknown, in doubt and never re-sent.)
-                    with anyio.CancelScope(shield=True):
+                    with (self._scope_type or self._learn_scope_type())(shield=True):
                         if before_send is not None:
-                            await before_send()
+                            writing = before_send()
                             before_send = None
+                            if writing is not None:
+                                await writing
                         sends += 1
                         data = await self._send_once(
                             method, path, json_body, params, task_id, kind, sends
@@ -216,7 +231,7 @@ class Transport:
                 permit.release(ok=False)
                 raise
             permit.release()
-            return data
+            return data if check is None else check(data)
 
     def _retry_delay(self, exc: APIError | TransportError, kind: Kind, retry: int) -> float | None:
         """Seconds to wait before re-sending, or ``None`` if this failure must surface."""
@@ -285,7 +300,7 @@ class Transport:
         params: Mapping[str, str] | None,
         task_id: str | None,
     ) -> Any:
-        with map_exceptions(path):
+        try:
             async with self._session.request(
                 method,
                 url,
@@ -309,6 +324,8 @@ class Transport:
                         http_status=status,
                         request_id=_request_id(headers),
                     ) from None
+        except AIOHTTP_FAILURES as exc:  # what map_exceptions does, without its object
+            raise transport_error(exc, path) from exc
         return self._decode(path, status, body, headers, task_id)
 
     async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:

@@ -51,7 +51,9 @@ def loads(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
     too). Raises :class:`UntrustedDataError` for anything that is not such JSON."""
     try:
         if not isinstance(data, str):
-            data = data.decode(json.detect_encoding(data), "surrogatepass")
+            # An object's "{" then no NUL is UTF-8 to ``detect_encoding`` (the usual answer).
+            usual = data[:1] == b"{" and data[1:2] != b"\x00"
+            data = data.decode("utf-8" if usual else json.detect_encoding(data), "surrogatepass")
         value = _DECODER.decode(data)
     except RecursionError as exc:
         raise UntrustedDataError("JSON nested too deeply") from exc

@@ -150,6 +150,37 @@ async def test_a_rejected_submit_is_sent_again_on_the_next_run(tmp_path: Path) -
         await store.aclose()
 
 
+class _SaysWhenWrittenAhead(MemoryJobStore):
+    """A store that says when a submit's write-ahead record is in: the request goes next."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written_ahead = anyio.Event()
+
+    async def insert(self, record: JobRecord) -> JobRecord | None:
+        holder = await super().insert(record)
+        self.written_ahead.set()
+        return holder
+
+
+async def test_a_submit_cancelled_on_the_wire_still_records_its_job(sandbox: Sandbox) -> None:
+    sandbox.faults.slow_answer = 1.0  # the answer takes a while: the cancel lands meanwhile
+    sandbox.faults.slow_seconds = 0.3
+    request = VideoRequest(*sandbox.add_track())
+    store = _SaysWhenWrittenAhead()
+    async with _client(sandbox, store) as client:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(client.submit, request)
+                await store.written_ahead.wait()
+                tg.cancel_scope.cancel()
+            record = await store.get(request.key)
+            assert record is not None and record.state is JobState.SUBMITTED, record
+            job = await client.submit(request)  # known: the same job, not a second submit
+        assert job.task_id == record.task_id
+    assert sandbox.stats.submits_accepted == 1
+
+
 async def test_a_submit_in_doubt_is_never_resent_until_deliberately_freed(
     sandbox: Sandbox,
 ) -> None:
