@@ -8,7 +8,7 @@ from typing import Any
 
 import cattrs
 
-from ._convert import converter
+from ._convert import structure_details
 from ._errors import ServerError
 from ._models import VideoDetails
 from ._transport import Transport
@@ -59,7 +59,7 @@ async def fetch_details(transport: Transport, task_id: str) -> VideoDetails:
         data["extra.taskId"] = data["taskId"]
     data["taskId"] = task_id
     try:
-        return converter.structure(data, VideoDetails)
+        return structure_details(data)  # the converter's hook, without its dispatch
     except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
         raise ServerError(
             500, f"malformed details answer: {exc}", endpoint=RECORD_INFO, task_id=task_id

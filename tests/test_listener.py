@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from suno_mp4_sandbox import Faults, Sandbox
 
-from suno_mp4 import CallbackListener, Client, PollPolicy, VideoGenerationError
+from suno_mp4 import CallbackListener, Client, JobState, PollPolicy, VideoGenerationError
 from suno_mp4._callbacks import sign
 
 from .conftest import FAST_RETRY
@@ -50,9 +50,12 @@ async def test_callback_before_submit_response_resolves_job() -> None:
             # The callback was delivered before create_video returned: already buffered.
             with anyio.fail_after(5):
                 video = await job
+            assert job.request is not None  # its result is in the job store too
+            record = await client.store.get(job.request.key)
     assert sb.stats.callbacks_early >= 1
     assert job.resolved_by == "callback" and job.polls == 0
     assert video.video_url == sb.task(job.task_id).video_url
+    assert record is not None and record.state is JobState.DONE and record.video == video
 
 
 async def test_duplicate_callbacks_resolve_once(sandbox: Sandbox) -> None:
