@@ -21,6 +21,8 @@ from pathlib import Path
 
 import anyio
 
+from suno_mp4._survival import RenderTimeEstimate
+
 from . import (
     batch_memory,
     callbacks,
@@ -37,6 +39,7 @@ from . import (
     scaleout,
     schedules,
     slowloris,
+    tail_price,
 )
 from ._common import table
 
@@ -96,6 +99,25 @@ def _schedules(quick: bool) -> str:
         f"are the resolution benchmark's three runs; the fidelity section shows the "
         f"simulation reproducing such runs):\n\n{table(small_headers, small_rows)}\n\n"
         f"Reproduce: `python -m benchmarks.schedules --jobs {small} --seeds {many}`\n"
+    )
+
+
+def _tail_price(quick: bool) -> str:
+    jobs, seeds = (300, range(3, 5)) if quick else (600, range(3, 51))
+    prices = [(0.9, 3.0), (0.9, 10.0)]
+    headers, rows = tail_price.run(jobs, seeds, prices)
+    default = f"{RenderTimeEstimate.TAIL:g}/{RenderTimeEstimate.TAIL_WEIGHT:g}"
+    return (
+        f"## The learned schedule's tail price (simulation)\n\n"
+        f"The learned schedule minimises the mean lag plus `weight` times the mean excess of "
+        f"the lag over `tau` times the interval of the fixed loop spending the same polls "
+        f"(the default: {default}). Each price on the same {jobs} jobs per seed as the "
+        f"schedules section, over seeds {seeds.start}-{seeds.stop - 1} (not the resolution "
+        f"benchmark's 0-2); p50 and polls/job against the bound's, median over the seeds.\n\n"
+        f"{table(headers, rows)}\n\n"
+        f"Reproduce: `python -m benchmarks.tail_price --jobs {jobs} "
+        f"--seeds {seeds.start}-{seeds.stop} --prices "
+        f"{','.join(f'{t:g}/{w:g}' for t, w in prices)}`\n"
     )
 
 
@@ -290,6 +312,7 @@ SECTIONS: dict[str, Callable[[bool], str]] = {
     "resolution": _resolution,
     "schedules": _schedules,
     "fidelity": _fidelity,
+    "tail_price": _tail_price,
     "pending": _pending,
     "polling_bound": _polling_bound,
     "overhead": _overhead,

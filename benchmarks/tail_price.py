@@ -1,0 +1,105 @@
+"""The learned schedule's tail price, swept: how often its p95 lag is over the fixed loop's
+of the same budget, and what it costs the median (simulation, no network).
+
+    python -m benchmarks.tail_price [--jobs 600] [--seeds 3-51] [--prices 0.9/3,0.9/10]
+
+The learned schedule minimises the mean lag plus ``weight`` times the mean excess of the lag
+over ``tau`` times the interval of the fixed loop spending the same polls
+(``RenderTimeEstimate.TAIL`` and ``TAIL_WEIGHT``). Each price is run on the same jobs as
+``benchmarks.schedules`` (same spreads, same render times by seed, a job every 0.5 s, the
+first 100 a warm-up), at the resolution benchmark's size by default, over seeds it does not
+use (3 and up: the resolution benchmark and the fidelity check use 0-2). Per spread and
+price: on how many seeds the learned p95 is over the fixed loop's, the mean difference, and
+the learned p50 and polls/job against the bound's (median over the seeds, and the worst
+seed's p50).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+from typing import Any
+
+from suno_mp4 import PollPolicy
+from suno_mp4._survival import RenderTimeEstimate
+
+from ._common import table
+from .schedules import (
+    BUDGET,
+    SPREADS,
+    _learned,
+    _planned,
+    _simulate,
+    fixed_loop_at,
+    optimal_schedule,
+)
+
+Price = tuple[float, float]  # (tau, weight)
+
+
+def _estimate(price: Price) -> RenderTimeEstimate:
+    estimate = RenderTimeEstimate()
+    estimate.TAIL, estimate.TAIL_WEIGHT = price
+    return estimate
+
+
+def run(jobs: int, seeds: range, prices: list[Price]) -> tuple[list[str], list[list[Any]]]:
+    policy = PollPolicy()  # the defaults but for the price
+    rows: list[list[Any]] = []
+    for name, draw in SPREADS.items():
+        truth = [draw(random.Random(10_000 + i)) for i in range(20_000)]
+        bound_plan = optimal_schedule(truth, BUDGET)
+        found: dict[Price, list[tuple[float, float, float]]] = {p: [] for p in prices}
+        for seed in seeds:
+            rng = random.Random(seed)
+            renders = [draw(rng) for _ in range(jobs)]
+            bound = _simulate(renders, 0.5, _planned(bound_plan), None)
+            for price in prices:
+                estimate = _estimate(price)
+                learned = _simulate(renders, 0.5, _learned(estimate, policy, 0.5), estimate)
+                _, fixed = fixed_loop_at(renders, 0.5, learned["polls"])
+                found[price].append(
+                    (
+                        learned["p95"] - fixed["p95"],
+                        learned["p50"] / bound["p50"] - 1,
+                        learned["polls"] / bound["polls"] - 1,
+                    )
+                )
+        for (tau, weight), figures in found.items():
+            over = [f[0] for f in figures]
+            p50s = [f[1] for f in figures]
+            rows.append(
+                [
+                    name,
+                    f"{tau:g} x interval, weight {weight:g}",
+                    f"{sum(d > 0 for d in over)} of {len(over)}",
+                    f"{statistics.mean(over):+.3f}",
+                    f"{100 * statistics.median(p50s):+.1f} % (worst {100 * max(p50s):+.1f} %)",
+                    f"{100 * statistics.median(f[2] for f in figures):+.1f} %",
+                ]
+            )
+    headers = [
+        "spread",
+        "tail price (tau, weight)",
+        "seeds with p95 over the fixed loop's",
+        "mean p95 - fixed loop's (s)",
+        "learned p50 vs bound",
+        "polls/job vs bound",
+    ]
+    return headers, rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=600)
+    parser.add_argument("--seeds", default="3-51", help="first-last (last not included)")
+    parser.add_argument("--prices", default="0.9/3,0.9/10", help="tau/weight,...")
+    args = parser.parse_args()
+    first, last = (int(x) for x in args.seeds.split("-"))
+    prices = [(float(t), float(w)) for t, w in (p.split("/") for p in args.prices.split(","))]
+    print(table(*run(args.jobs, range(first, last), prices)))
+
+
+if __name__ == "__main__":
+    main()
