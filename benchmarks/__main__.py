@@ -103,8 +103,8 @@ def _schedules(quick: bool) -> str:
 
 
 def _tail_price(quick: bool) -> str:
-    jobs, seeds = (300, range(3, 5)) if quick else (600, range(3, 51))
-    prices = [(0.9, 3.0), (0.9, 10.0)]
+    jobs, seeds = (300, range(3, 5)) if quick else (600, tail_price.SEEDS)
+    prices = tail_price.PRICES
     headers, rows = tail_price.run(jobs, seeds, prices)
     default = f"{RenderTimeEstimate.TAIL:g}/{RenderTimeEstimate.TAIL_WEIGHT:g}"
     return (
@@ -116,8 +116,7 @@ def _tail_price(quick: bool) -> str:
         f"benchmark's 0-2); p50 and polls/job against the bound's, median over the seeds.\n\n"
         f"{table(headers, rows)}\n\n"
         f"Reproduce: `python -m benchmarks.tail_price --jobs {jobs} "
-        f"--seeds {seeds.start}-{seeds.stop} --prices "
-        f"{','.join(f'{t:g}/{w:g}' for t, w in prices)}`\n"
+        f"--seeds {seeds.start}-{seeds.stop} --prices {tail_price.spelled(prices)}`\n"
     )
 
 
@@ -169,7 +168,7 @@ def _polling_bound(quick: bool) -> str:
 def _overhead(quick: bool) -> str:
     jobs, runs = (100, 1) if quick else (3000, 5)
     headers, rows = anyio.run(overhead.run, jobs, runs)
-    own = table(*anyio.run(overhead.anatomy, 10 * jobs, runs))
+    own = table(*anyio.run(overhead.anatomy, jobs, runs))
     return (
         f"## Client overhead: CPU per request\n\n"
         f"{jobs:,} requests per side and kind, at most {overhead.IN_FLIGHT} in flight on "
@@ -179,8 +178,8 @@ def _overhead(quick: bool) -> str:
         f"ratio is taken within each run. Target <= {overhead.TARGET}x raw aiohttp.\n\n"
         f"{table(headers, rows)}\n\n"
         f"Where the SDK's share goes: its own work, with the exchange answered at once "
-        f"({10 * jobs:,} requests a run), and the objects a pending job keeps for the "
-        f"collector to walk (median [min-max] of {runs} runs).\n\n{own}\n\n"
+        f"({overhead.OWN_WORK_SCALE * jobs:,} requests a run), and the objects a pending job "
+        f"keeps for the collector to walk (median [min-max] of {runs} runs).\n\n{own}\n\n"
         f"Reproduce: `python -m benchmarks.overhead --jobs {jobs} --runs {runs}`\n"
     )
 

@@ -36,6 +36,15 @@ from .schedules import (
 )
 
 Price = tuple[float, float]  # (tau, weight)
+#: The default's price and a higher one.
+PRICES: list[Price] = [(0.9, 3.0), (0.9, 10.0)]
+#: Seeds the resolution benchmark and the fidelity check (0-2) do not use.
+SEEDS = range(3, 51)
+
+
+def spelled(prices: list[Price]) -> str:
+    """``--prices`` as written on the command line."""
+    return ",".join(f"{tau:g}/{weight:g}" for tau, weight in prices)
 
 
 def _estimate(price: Price) -> RenderTimeEstimate:
@@ -93,8 +102,10 @@ def run(jobs: int, seeds: range, prices: list[Price]) -> tuple[list[str], list[l
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=600)
-    parser.add_argument("--seeds", default="3-51", help="first-last (last not included)")
-    parser.add_argument("--prices", default="0.9/3,0.9/10", help="tau/weight,...")
+    parser.add_argument(
+        "--seeds", default=f"{SEEDS.start}-{SEEDS.stop}", help="first-last (last not included)"
+    )
+    parser.add_argument("--prices", default=spelled(PRICES), help="tau/weight,...")
     args = parser.parse_args()
     first, last = (int(x) for x in args.seeds.split("-"))
     prices = [(float(t), float(w)) for t, w in (p.split("/") for p in args.prices.split(","))]

@@ -161,21 +161,17 @@ class RequestLimiter:
 
     def _free_permit(self) -> Permit | None:
         """A local permit at once if one is free and nobody is queued (the common case)."""
-        if not self._heap:
-            now = self._now()
-            if self._ready_at() <= now:
-                return self._take(now)
-        return None
+        if self._heap:
+            return None
+        now = self._now()
+        if self.limit is None and self._learned_rate is None:  # no brake on: only a pause
+            return Permit(self, now) if self._paused_until <= now else None
+        return self._take(now) if self._ready_at() <= now else None
 
     def try_acquire(self) -> Permit | None:
         """A permit at once when one is free with nobody queued and no shared limit to ask
         (the common case, without a coroutine); else ``None``: then ``await acquire()``."""
-        if self.shared is not None or self._heap:
-            return None
-        if self.limit is None and self._learned_rate is None:  # no brake on: only a pause
-            now = loop_time()
-            return Permit(self, now) if self._paused_until <= now else None
-        return self._free_permit()
+        return None if self.shared is not None else self._free_permit()
 
     async def acquire(self, priority: int = PRIORITY_POLL) -> Permit:
         """Wait for this request's turn. Cancellation leaves the queue consistent."""

@@ -125,14 +125,10 @@ class Transport:
         self._rng = rng or random.Random()
         #: Counters for benchmarks and tests: requests sent by kind.
         self.sent: dict[str, int] = {"submit": 0, "poll": 0}
-        self._scope_type: type[anyio.CancelScope] | None = None
-
-    def _learn_scope_type(self) -> type[anyio.CancelScope]:
-        """The running async library's own cancel scope class: what ``anyio.CancelScope``
-        makes, after working out which library runs (a cost on every submit). Made
-        directly, it behaves the same without that lookup."""
+        #: The running async library's own cancel scope class (the transport is made in
+        #: the running loop): what ``anyio.CancelScope`` makes, after working out which
+        #: library runs, a cost on every submit. Made directly, it behaves the same.
         self._scope_type = type(anyio.CancelScope())
-        return self._scope_type
 
     def __repr__(self) -> str:
         return f"<Transport {self._base_url}>"  # never the key
@@ -173,7 +169,7 @@ class Transport:
                     # shield holds off anyio cancel scopes only: a native asyncio
                     # ``task.cancel()`` still cuts the exchange; the record then says
                     # unknown, in doubt and never re-sent.)
-                    with (self._scope_type or self._learn_scope_type())(shield=True):
+                    with self._scope_type(shield=True):
                         if before_send is not None:
                             writing = before_send()
                             before_send = None
