@@ -115,6 +115,11 @@ def _tail_price(quick: bool) -> str:
         f"schedules section, over seeds {seeds.start}-{seeds.stop - 1} (not the resolution "
         f"benchmark's 0-2); p50 and polls/job against the bound's, median over the seeds.\n\n"
         f"{table(headers, rows)}\n\n"
+        f"Where the default's long lags come from: its lags over the p95 of the fixed loop "
+        f"spending the same polls, against the loop's own, per block of "
+        f"{tail_price.AGE_BLOCK} jobs in submission order (summed over the same seeds). The "
+        f"first block after the warm-up is planned on an estimate from few renders:\n\n"
+        f"{table(*tail_price.by_age(jobs, seeds))}\n\n"
         f"Reproduce: `python -m benchmarks.tail_price --jobs {jobs} "
         f"--seeds {seeds.start}-{seeds.stop} --prices {tail_price.spelled(prices)}`\n"
     )

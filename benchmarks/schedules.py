@@ -47,9 +47,11 @@ def _simulate(
     interval: float,
     next_gap: Callable[[int, float, int], float | None],
     estimate: RenderTimeEstimate | None,
+    lag_of: dict[int, float] | None = None,
 ) -> dict[str, float]:
     """Jobs submitted every ``interval`` s; ``next_gap(job, age, polls)`` the gap to its next
-    poll. Returns polls/job and lag figures (of all jobs)."""
+    poll. Returns polls/job and lag figures (of the jobs past the warm-up); ``lag_of``, if
+    given, gets every job's lag by job number."""
     heap: list[tuple[float, int]] = [(i * interval, i) for i in range(len(renders))]
     heapq.heapify(heap)
     polls = [0] * len(renders)
@@ -62,6 +64,8 @@ def _simulate(
         if polls[job] > 0 or age > 0:
             polls[job] += 1
             if age >= renders[job]:
+                if lag_of is not None:
+                    lag_of[job] = age - renders[job]
                 if job >= WARM_UP:
                     lags.append(age - renders[job])
                     counted.append(polls[job])

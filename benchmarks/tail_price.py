@@ -11,7 +11,7 @@ first 100 a warm-up), at the resolution benchmark's size by default, over seeds 
 use (3 and up: the resolution benchmark and the fidelity check use 0-2). Per spread and
 price: on how many seeds the learned p95 is over the fixed loop's, the mean difference, and
 the learned p50 and polls/job against the bound's (median over the seeds, and the worst
-seed's p50).
+seed's p50). A second table (``by_age``) shows which jobs the default's long lags fall on.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from ._common import table
 from .schedules import (
     BUDGET,
     SPREADS,
+    WARM_UP,
     _learned,
     _planned,
     _simulate,
@@ -99,6 +100,43 @@ def run(jobs: int, seeds: range, prices: list[Price]) -> tuple[list[str], list[l
     return headers, rows
 
 
+#: Jobs per row of ``by_age`` (its rows: jobs 100-199, 200-299, ... after the warm-up).
+AGE_BLOCK = 100
+
+
+def by_age(jobs: int, seeds: range) -> tuple[list[str], list[list[Any]]]:
+    """Where the default's long lags come from: per block of jobs in submission order, how
+    many of its lags are over the p95 lag of the fixed loop spending the same polls, and
+    the loop's own (summed over the seeds; the default ``PollPolicy()`` learning online
+    from the first job). A block submitted while the estimate rests on few renders is where
+    a plan fitted to the sample shows."""
+    policy = PollPolicy()
+    blocks = range(WARM_UP, jobs, AGE_BLOCK)
+    rows: list[list[Any]] = []
+    for name, draw in SPREADS.items():
+        counts = {side: [0] * len(blocks) for side in ("learned", "fixed")}
+        for seed in seeds:
+            rng = random.Random(seed)
+            renders = [draw(rng) for _ in range(jobs)]
+            estimate = RenderTimeEstimate()
+            learned_lags: dict[int, float] = {}
+            learned = _simulate(
+                renders, 0.5, _learned(estimate, policy, 0.5), estimate, learned_lags
+            )
+            every, fixed = fixed_loop_at(renders, 0.5, learned["polls"])
+            fixed_lags: dict[int, float] = {}
+            _simulate(renders, 0.5, lambda j, a, n, e=every: e, None, fixed_lags)
+            for side, lags in (("learned", learned_lags), ("fixed", fixed_lags)):
+                for job, lag in lags.items():
+                    if job >= WARM_UP and lag > fixed["p95"]:
+                        counts[side][(job - WARM_UP) // AGE_BLOCK] += 1
+        rows.append(
+            [name] + [f"{a} / {b}" for a, b in zip(counts["learned"], counts["fixed"], strict=True)]
+        )
+    headers = ["spread"] + [f"jobs {b}-{min(b + AGE_BLOCK, jobs) - 1}" for b in blocks]
+    return headers, rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=600)
@@ -110,6 +148,8 @@ def main() -> None:
     first, last = (int(x) for x in args.seeds.split("-"))
     prices = [(float(t), float(w)) for t, w in (p.split("/") for p in args.prices.split(","))]
     print(table(*run(args.jobs, range(first, last), prices)))
+    print()
+    print(table(*by_age(args.jobs, range(first, last))))
 
 
 if __name__ == "__main__":
