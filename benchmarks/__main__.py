@@ -18,6 +18,7 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -58,7 +59,8 @@ def _resolution(quick: bool) -> str:
             "the resolution section draws a plot with matplotlib: install the bench extra "
             "(`pip install -e '.[bench]'`, or `make bench`) first"
         )
-    headers, rows = anyio.run(resolution.run, jobs, runs, factor, 0.5)
+    paired: list[list[Any]] = []
+    headers, rows = anyio.run(resolution.run, jobs, runs, factor, 0.5, paired)
     plot_note = ""
     if not quick:
         from .plot import polls_vs_lag
@@ -75,6 +77,9 @@ def _resolution(quick: bool) -> str:
         f"(geometric); the bound polls on the schedule planned from the true distribution; "
         f'"fixed loop at the learned budget" spends what the learned schedule spent.\n\n'
         f"{table(headers, rows)}\n{plot_note}\n"
+        f"Run by run (the same renders on both sides of each comparison): the learned "
+        f"schedule's p95 against the fixed loop spending its polls, and its median lag "
+        f"against the bound's.\n\n{table(resolution.PAIRED, paired)}\n\n"
         f"Reproduce: `python -m benchmarks.resolution --jobs {jobs} --runs {runs} "
         f"--scale {factor} --plot benchmarks/polls_vs_lag.png`\n"
     )
@@ -106,14 +111,17 @@ def _tail_price(quick: bool) -> str:
     jobs, seeds = (300, range(3, 5)) if quick else (600, tail_price.SEEDS)
     prices = tail_price.PRICES
     headers, rows = tail_price.run(jobs, seeds, prices)
-    default = f"{RenderTimeEstimate.TAIL:g}/{RenderTimeEstimate.TAIL_WEIGHT:g}"
+    estimate = RenderTimeEstimate
+    default = tail_price.spelled([(estimate.TAIL or 0.0, estimate.TAIL_WEIGHT, estimate.SMOOTH)])
     return (
         f"## The learned schedule's tail price (simulation)\n\n"
         f"The learned schedule minimises the mean lag plus `weight` times the mean excess of "
-        f"the lag over `tau` times the interval of the fixed loop spending the same polls "
-        f"(the default: {default}). Each price on the same {jobs} jobs per seed as the "
-        f"schedules section, over seeds {seeds.start}-{seeds.stop - 1} (not the resolution "
-        f"benchmark's 0-2); p50 and polls/job against the bound's, median over the seeds.\n\n"
+        f"the lag over `tau` times the interval of the fixed loop spending the same polls, "
+        f"planned on the estimate averaged over a window of `smooth` times the median render "
+        f"(0: on the estimate's steps; the default: {default}). Each price on the same "
+        f"{jobs} jobs per seed as the schedules section, over seeds "
+        f"{seeds.start}-{seeds.stop - 1} (not the resolution benchmark's 0-2); p50 and "
+        f"polls/job against the bound's, median over the seeds.\n\n"
         f"{table(headers, rows)}\n\n"
         f"Where the default's long lags come from: its lags over the p95 of the fixed loop "
         f"spending the same polls, against the loop's own, per block of "

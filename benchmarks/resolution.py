@@ -42,6 +42,9 @@ from suno_mp4._poller import lane
 from ._common import SandboxProcess, sandbox_process, spread, table
 from .schedules import BUDGET, SPREADS, WARM_UP, fixed_loop_at, optimal_schedule
 
+BOUND = "bound: planned on the true distribution"
+FIXED = "fixed loop at the learned budget"
+
 #: One job's figures: (polls, seconds from the sandbox's end of render to the client's
 #: knowing it); a run's: those, in submit order, and the client's CPU seconds.
 Run = tuple[list[tuple[int, float]], float]
@@ -179,7 +182,7 @@ async def _one_run(
                 lambda t: sdk(sb, t, pace, scaled_policy(scale, schedule="geometric")),
             ),
             (
-                "bound: planned on the true distribution",
+                BOUND,
                 lambda t: loop(sb, t, pace, planned(bound.ages, scale)),
             ),
         ]
@@ -192,15 +195,31 @@ async def _one_run(
                 await strategy(await sb.add_tracks(len(renders), each=durations)), scale
             )
         polls = out["SDK default (learned)"]["polls"]
-        out["fixed loop at the learned budget"] = await fixed_at_budget(
-            sb, renders, pace, scale, polls
-        )
+        out[FIXED] = await fixed_at_budget(sb, renders, pace, scale, polls)
     return out
 
 
+#: The per-run table's columns (``run``'s ``paired``).
+PAIRED = [
+    "spread",
+    "run (seed)",
+    "learned p95 (s)",
+    "fixed loop at its budget p95 (s)",
+    "learned - loop (s)",
+    "learned p50 vs bound",
+]
+
+
 async def run(
-    jobs: int, runs: int, scale: float, interval: float
+    jobs: int,
+    runs: int,
+    scale: float,
+    interval: float,
+    paired: list[list[Any]] | None = None,
 ) -> tuple[list[str], list[list[Any]]]:
+    """The table: every strategy, median [min-max] over the runs. ``paired`` gets a row per
+    spread and run: the learned schedule against the fixed loop and the bound on the same
+    renders (columns ``PAIRED``)."""
     rows: list[list[Any]] = []
     for name, draw in SPREADS.items():
         truth = [draw(random.Random(10_000 + i)) * scale for i in range(20_000)]
@@ -209,8 +228,22 @@ async def run(
         for seed in range(runs):
             rng = random.Random(seed)
             renders = [draw(rng) * scale for _ in range(jobs)]
-            for label, result in (await _one_run(renders, interval * scale, scale, bound)).items():
+            results = await _one_run(renders, interval * scale, scale, bound)
+            for label, result in results.items():
                 figures.setdefault(label, []).append(result)
+            learned, loop_p95 = results["SDK default (learned)"], results[FIXED]["p95"]
+            p50 = learned["p50"] / results[BOUND]["p50"] - 1
+            if paired is not None:
+                paired.append(
+                    [
+                        name,
+                        seed,
+                        f"{learned['p95']:.2f}",
+                        f"{loop_p95:.2f}",
+                        f"{learned['p95'] - loop_p95:+.2f}",
+                        f"{100 * p50:+.1f} %",
+                    ]
+                )
         for label, results in figures.items():
             rows.append(
                 [name, label]
@@ -230,8 +263,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between submits")
     parser.add_argument("--plot", type=Path, help="write the polls-vs-lag plot here (PNG)")
     args = parser.parse_args(argv)
-    headers, rows = anyio.run(run, args.jobs, args.runs, args.scale, args.interval)
+    paired: list[list[Any]] = []
+    headers, rows = anyio.run(run, args.jobs, args.runs, args.scale, args.interval, paired)
     print(table(headers, rows))
+    print()
+    print(table(PAIRED, paired))
     if args.plot:
         from .plot import polls_vs_lag
 

@@ -1,11 +1,13 @@
 """The learned schedule's tail price, swept: how often its p95 lag is over the fixed loop's
 of the same budget, and what it costs the median (simulation, no network).
 
-    python -m benchmarks.tail_price [--jobs 600] [--seeds 3-51] [--prices 0.9/3,0.9/10]
+    python -m benchmarks.tail_price [--jobs 600] [--seeds 3-51] [--prices 0.9/3/0.2,...]
 
 The learned schedule minimises the mean lag plus ``weight`` times the mean excess of the lag
-over ``tau`` times the interval of the fixed loop spending the same polls
-(``RenderTimeEstimate.TAIL`` and ``TAIL_WEIGHT``). Each price is run on the same jobs as
+over ``tau`` times the interval of the fixed loop spending the same polls, planned on the
+estimate averaged over a window of ``smooth`` times the median render
+(``RenderTimeEstimate.TAIL``, ``TAIL_WEIGHT`` and ``SMOOTH``; a smooth of 0 plans on the
+estimate's steps). Each price is run on the same jobs as
 ``benchmarks.schedules`` (same spreads, same render times by seed, a job every 0.5 s, the
 first 100 a warm-up), at the resolution benchmark's size by default, over seeds it does not
 use (3 and up: the resolution benchmark and the fidelity check use 0-2). Per spread and
@@ -36,21 +38,21 @@ from .schedules import (
     optimal_schedule,
 )
 
-Price = tuple[float, float]  # (tau, weight)
-#: The default's price and a higher one.
-PRICES: list[Price] = [(0.9, 3.0), (0.9, 10.0)]
+Price = tuple[float, float, float]  # (tau, weight, smooth)
+#: The default, the same planned on the estimate's steps, a higher weight.
+PRICES: list[Price] = [(0.9, 3.0, 0.2), (0.9, 3.0, 0.0), (0.9, 10.0, 0.2)]
 #: Seeds the resolution benchmark and the fidelity check (0-2) do not use.
 SEEDS = range(3, 51)
 
 
 def spelled(prices: list[Price]) -> str:
     """``--prices`` as written on the command line."""
-    return ",".join(f"{tau:g}/{weight:g}" for tau, weight in prices)
+    return ",".join("/".join(f"{part:g}" for part in price) for price in prices)
 
 
 def _estimate(price: Price) -> RenderTimeEstimate:
     estimate = RenderTimeEstimate()
-    estimate.TAIL, estimate.TAIL_WEIGHT = price
+    estimate.TAIL, estimate.TAIL_WEIGHT, estimate.SMOOTH = price
     return estimate
 
 
@@ -76,13 +78,13 @@ def run(jobs: int, seeds: range, prices: list[Price]) -> tuple[list[str], list[l
                         learned["polls"] / bound["polls"] - 1,
                     )
                 )
-        for (tau, weight), figures in found.items():
+        for (tau, weight, smooth), figures in found.items():
             over = [f[0] for f in figures]
             p50s = [f[1] for f in figures]
             rows.append(
                 [
                     name,
-                    f"{tau:g} x interval, weight {weight:g}",
+                    f"{tau:g} x interval, weight {weight:g}, smooth {smooth:g}",
                     f"{sum(d > 0 for d in over)} of {len(over)}",
                     f"{statistics.mean(over):+.3f}",
                     f"{100 * statistics.median(p50s):+.1f} % (worst {100 * max(p50s):+.1f} %)",
@@ -91,7 +93,7 @@ def run(jobs: int, seeds: range, prices: list[Price]) -> tuple[list[str], list[l
             )
     headers = [
         "spread",
-        "tail price (tau, weight)",
+        "tail price (tau, weight, smooth)",
         "seeds with p95 over the fixed loop's",
         "mean p95 - fixed loop's (s)",
         "learned p50 vs bound",
@@ -143,10 +145,12 @@ def main() -> None:
     parser.add_argument(
         "--seeds", default=f"{SEEDS.start}-{SEEDS.stop}", help="first-last (last not included)"
     )
-    parser.add_argument("--prices", default=spelled(PRICES), help="tau/weight,...")
+    parser.add_argument("--prices", default=spelled(PRICES), help="tau/weight/smooth,...")
     args = parser.parse_args()
     first, last = (int(x) for x in args.seeds.split("-"))
-    prices = [(float(t), float(w)) for t, w in (p.split("/") for p in args.prices.split(","))]
+    prices = [
+        (float(t), float(w), float(m)) for t, w, m in (p.split("/") for p in args.prices.split(","))
+    ]
     print(table(*run(args.jobs, range(first, last), prices)))
     print()
     print(table(*by_age(args.jobs, range(first, last))))

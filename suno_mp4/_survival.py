@@ -4,7 +4,8 @@ to finish are the fastest: learning from finished jobs alone would think renders
 quick), forgets old observations so a change of the service's speed is followed, and
 starts from a weak prior. The poller asks it when to poll next: the schedule that
 minimises the mean lag, with its tail priced so it stays shorter than a fixed loop's, for
-the budget of polls per job under the estimate (``_plan``).
+the budget of polls per job under the estimate (``_plan``): the estimate averaged over a
+window, so the plan does not fit the steps of a small sample.
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ class RenderTimeEstimate:
     #: median stays near the mean-lag bound's, the p95 below the fixed loop's (``_plan``).
     TAIL: float | None = 0.9
     TAIL_WEIGHT = 3.0
+    #: The schedule is planned on the estimate averaged over a window of ``SMOOTH`` times
+    #: the median render, shrinking as renders are known (``n ** -0.2``, up to the window):
+    #: a plan fitted to the steps of a sample polls where that sample's renders happened
+    #: to end, and a sample that happens to be slow puts the first polls late, so the fast
+    #: renders of the next jobs wait longer than a fixed loop would make them
+    #: (``benchmarks.tail_price``). 0: the estimate itself.
+    SMOOTH = 0.2
     #: Finished jobs needed before the schedule is trusted (the caller's fixed schedule
     #: serves until then).
     WARM = 10
@@ -214,7 +222,7 @@ class RenderTimeEstimate:
             tail = (self.TAIL * self.fixed_interval(budget), self.TAIL_WEIGHT)
         plan = plan_polls(
             grid,
-            [self.survival(t) for t in grid],
+            self._smoothed(grid),
             budget,
             squared=self.SQUARED,
             tail=tail,
@@ -223,6 +231,32 @@ class RenderTimeEstimate:
         self._price = plan.price
         self._plan = (budget, plan)
         return plan
+
+    def _smoothed(self, grid: list[float]) -> list[float]:
+        """The estimate's survival at each grid point, averaged over ``[t - h, t + h]``
+        (``h`` from :attr:`SMOOTH`), exactly: the integral of the step curve, where the
+        survival is 1 before age 0. Every job is polled once: 1 at age 0."""
+        times, survival = self._survival_curve()
+        known = max(1, min(self._finished, self._window))
+        half = self.SMOOTH * self.quantile(0.5) / known**0.2 if times else 0.0
+        if not half > 0 or math.isinf(half):
+            return [self.survival(t) for t in grid]
+        # area[i]: the integral of the survival from 0 to times[i].
+        area = [0.0] * len(times)
+        level, last = 1.0, 0.0
+        for i, (t, s) in enumerate(zip(times, survival, strict=True)):
+            area[i] = (area[i - 1] if i else 0.0) + level * (t - last)
+            level, last = s, t
+
+        def integral(x: float) -> float:  # from 0 to x (x < 0: -|x|, the survival 1)
+            if x <= 0:
+                return x
+            i = bisect.bisect_right(times, x)
+            if i == 0:
+                return x
+            return area[i - 1] + survival[i - 1] * (x - times[i - 1])
+
+        return [1.0] + [(integral(t + half) - integral(t - half)) / (2 * half) for t in grid[1:]]
 
     def fixed_interval(self, budget: float) -> float:
         """The interval of the fixed loop (polls at ``h, 2h, ...``) spending ``budget`` polls
