@@ -22,8 +22,6 @@ from typing import Any
 
 import anyio
 
-from suno_mp4._survival import RenderTimeEstimate
-
 from . import (
     batch_memory,
     callbacks,
@@ -110,9 +108,8 @@ def _schedules(quick: bool) -> str:
 def _tail_price(quick: bool) -> str:
     jobs, seeds = (300, range(3, 5)) if quick else (600, tail_price.SEEDS)
     prices = tail_price.PRICES
-    headers, rows = tail_price.run(jobs, seeds, prices)
-    estimate = RenderTimeEstimate
-    default = tail_price.spelled([(estimate.TAIL or 0.0, estimate.TAIL_WEIGHT, estimate.SMOOTH)])
+    (headers, rows), blocks = tail_price.run(jobs, seeds, prices)
+    default = tail_price.spelled([tail_price.DEFAULT])
     return (
         f"## The learned schedule's tail price (simulation)\n\n"
         f"The learned schedule minimises the mean lag plus `weight` times the mean excess of "
@@ -127,7 +124,7 @@ def _tail_price(quick: bool) -> str:
         f"spending the same polls, against the loop's own, per block of "
         f"{tail_price.AGE_BLOCK} jobs in submission order (summed over the same seeds). The "
         f"first block after the warm-up is planned on an estimate from few renders:\n\n"
-        f"{table(*tail_price.by_age(jobs, seeds))}\n\n"
+        f"{table(*blocks)}\n\n"
         f"Reproduce: `python -m benchmarks.tail_price --jobs {jobs} "
         f"--seeds {seeds.start}-{seeds.stop} --prices {tail_price.spelled(prices)}`\n"
     )

@@ -231,9 +231,9 @@ async def run(
             results = await _one_run(renders, interval * scale, scale, bound)
             for label, result in results.items():
                 figures.setdefault(label, []).append(result)
-            learned, loop_p95 = results["SDK default (learned)"], results[FIXED]["p95"]
-            p50 = learned["p50"] / results[BOUND]["p50"] - 1
             if paired is not None:
+                learned, loop_p95 = results["SDK default (learned)"], results[FIXED]["p95"]
+                p50 = learned["p50"] / results[BOUND]["p50"] - 1
                 paired.append(
                     [
                         name,

@@ -13,7 +13,7 @@ first 100 a warm-up), at the resolution benchmark's size by default, over seeds 
 use (3 and up: the resolution benchmark and the fidelity check use 0-2). Per spread and
 price: on how many seeds the learned p95 is over the fixed loop's, the mean difference, and
 the learned p50 and polls/job against the bound's (median over the seeds, and the worst
-seed's p50). A second table (``by_age``) shows which jobs the default's long lags fall on.
+seed's p50). A second table shows which jobs the first price's long lags fall on.
 """
 
 from __future__ import annotations
@@ -39,10 +39,18 @@ from .schedules import (
 )
 
 Price = tuple[float, float, float]  # (tau, weight, smooth)
+#: The learned schedule's own price (``RenderTimeEstimate``'s defaults).
+DEFAULT: Price = (
+    RenderTimeEstimate.TAIL or 0.0,
+    RenderTimeEstimate.TAIL_WEIGHT,
+    RenderTimeEstimate.SMOOTH,
+)
 #: The default, the same planned on the estimate's steps, a higher weight.
-PRICES: list[Price] = [(0.9, 3.0, 0.2), (0.9, 3.0, 0.0), (0.9, 10.0, 0.2)]
+PRICES: list[Price] = [DEFAULT, (DEFAULT[0], DEFAULT[1], 0.0), (DEFAULT[0], 10.0, DEFAULT[2])]
 #: Seeds the resolution benchmark and the fidelity check (0-2) do not use.
 SEEDS = range(3, 51)
+#: Jobs per column of the second table (jobs 100-199, 200-299, ... after the warm-up).
+AGE_BLOCK = 100
 
 
 def spelled(prices: list[Price]) -> str:
@@ -56,21 +64,35 @@ def _estimate(price: Price) -> RenderTimeEstimate:
     return estimate
 
 
-def run(jobs: int, seeds: range, prices: list[Price]) -> tuple[list[str], list[list[Any]]]:
+Table = tuple[list[str], list[list[Any]]]
+
+
+def run(jobs: int, seeds: range, prices: list[Price]) -> tuple[Table, Table]:
+    """Two tables: each price per spread (see the module), and where the first price's long
+    lags fall: per block of ``AGE_BLOCK`` jobs in submission order, how many of its lags
+    are over the p95 lag of the fixed loop spending the same polls, and the loop's own
+    (summed over the seeds). A block submitted while the estimate rests on few renders is
+    where a plan fitted to the sample shows."""
     policy = PollPolicy()  # the defaults but for the price
+    blocks = range(WARM_UP, jobs, AGE_BLOCK)
     rows: list[list[Any]] = []
+    block_rows: list[list[Any]] = []
     for name, draw in SPREADS.items():
         truth = [draw(random.Random(10_000 + i)) for i in range(20_000)]
         bound_plan = optimal_schedule(truth, BUDGET)
         found: dict[Price, list[tuple[float, float, float]]] = {p: [] for p in prices}
+        counts = {side: [0] * len(blocks) for side in ("learned", "fixed")}
         for seed in seeds:
             rng = random.Random(seed)
             renders = [draw(rng) for _ in range(jobs)]
             bound = _simulate(renders, 0.5, _planned(bound_plan), None)
             for price in prices:
                 estimate = _estimate(price)
-                learned = _simulate(renders, 0.5, _learned(estimate, policy, 0.5), estimate)
-                _, fixed = fixed_loop_at(renders, 0.5, learned["polls"])
+                learned_lags: dict[int, float] = {}
+                learned = _simulate(
+                    renders, 0.5, _learned(estimate, policy, 0.5), estimate, learned_lags
+                )
+                every, fixed = fixed_loop_at(renders, 0.5, learned["polls"])
                 found[price].append(
                     (
                         learned["p95"] - fixed["p95"],
@@ -78,6 +100,14 @@ def run(jobs: int, seeds: range, prices: list[Price]) -> tuple[list[str], list[l
                         learned["polls"] / bound["polls"] - 1,
                     )
                 )
+                if price != prices[0]:
+                    continue
+                fixed_lags: dict[int, float] = {}
+                _simulate(renders, 0.5, lambda j, a, n, e=every: e, None, fixed_lags)
+                for side, lags in (("learned", learned_lags), ("fixed", fixed_lags)):
+                    for job, lag in lags.items():
+                        if job >= WARM_UP and lag > fixed["p95"]:
+                            counts[side][(job - WARM_UP) // AGE_BLOCK] += 1
         for (tau, weight, smooth), figures in found.items():
             over = [f[0] for f in figures]
             p50s = [f[1] for f in figures]
@@ -91,6 +121,9 @@ def run(jobs: int, seeds: range, prices: list[Price]) -> tuple[list[str], list[l
                     f"{100 * statistics.median(f[2] for f in figures):+.1f} %",
                 ]
             )
+        block_rows.append(
+            [name] + [f"{a} / {b}" for a, b in zip(counts["learned"], counts["fixed"], strict=True)]
+        )
     headers = [
         "spread",
         "tail price (tau, weight, smooth)",
@@ -99,44 +132,8 @@ def run(jobs: int, seeds: range, prices: list[Price]) -> tuple[list[str], list[l
         "learned p50 vs bound",
         "polls/job vs bound",
     ]
-    return headers, rows
-
-
-#: Jobs per row of ``by_age`` (its rows: jobs 100-199, 200-299, ... after the warm-up).
-AGE_BLOCK = 100
-
-
-def by_age(jobs: int, seeds: range) -> tuple[list[str], list[list[Any]]]:
-    """Where the default's long lags come from: per block of jobs in submission order, how
-    many of its lags are over the p95 lag of the fixed loop spending the same polls, and
-    the loop's own (summed over the seeds; the default ``PollPolicy()`` learning online
-    from the first job). A block submitted while the estimate rests on few renders is where
-    a plan fitted to the sample shows."""
-    policy = PollPolicy()
-    blocks = range(WARM_UP, jobs, AGE_BLOCK)
-    rows: list[list[Any]] = []
-    for name, draw in SPREADS.items():
-        counts = {side: [0] * len(blocks) for side in ("learned", "fixed")}
-        for seed in seeds:
-            rng = random.Random(seed)
-            renders = [draw(rng) for _ in range(jobs)]
-            estimate = RenderTimeEstimate()
-            learned_lags: dict[int, float] = {}
-            learned = _simulate(
-                renders, 0.5, _learned(estimate, policy, 0.5), estimate, learned_lags
-            )
-            every, fixed = fixed_loop_at(renders, 0.5, learned["polls"])
-            fixed_lags: dict[int, float] = {}
-            _simulate(renders, 0.5, lambda j, a, n, e=every: e, None, fixed_lags)
-            for side, lags in (("learned", learned_lags), ("fixed", fixed_lags)):
-                for job, lag in lags.items():
-                    if job >= WARM_UP and lag > fixed["p95"]:
-                        counts[side][(job - WARM_UP) // AGE_BLOCK] += 1
-        rows.append(
-            [name] + [f"{a} / {b}" for a, b in zip(counts["learned"], counts["fixed"], strict=True)]
-        )
-    headers = ["spread"] + [f"jobs {b}-{min(b + AGE_BLOCK, jobs) - 1}" for b in blocks]
-    return headers, rows
+    block_headers = ["spread"] + [f"jobs {b}-{min(b + AGE_BLOCK, jobs) - 1}" for b in blocks]
+    return (headers, rows), (block_headers, block_rows)
 
 
 def main() -> None:
@@ -151,9 +148,10 @@ def main() -> None:
     prices = [
         (float(t), float(w), float(m)) for t, w, m in (p.split("/") for p in args.prices.split(","))
     ]
-    print(table(*run(args.jobs, range(first, last), prices)))
+    prices_table, blocks_table = run(args.jobs, range(first, last), prices)
+    print(table(*prices_table))
     print()
-    print(table(*by_age(args.jobs, range(first, last))))
+    print(table(*blocks_table))
 
 
 if __name__ == "__main__":

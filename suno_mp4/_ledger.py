@@ -152,10 +152,9 @@ class Ledger:
                     waiter.set_result(None)
 
     async def _insert(self, record: JobRecord, ahead: _WriteAhead) -> None:
-        """``store.insert`` within ``write_timeout`` (``record`` then kept by ``ahead``):
-        it runs shielded, before the submit goes out, and a store that hangs must not hang
-        the submit (nothing is sent then). Raises :class:`_KeyTaken` when another process
-        holds the key."""
+        """``store.insert`` within ``write_timeout``, then :meth:`_WriteAhead.keep`: it runs
+        shielded, before the submit goes out, and a store that hangs must not hang the
+        submit (nothing is sent then)."""
         with anyio.move_on_after(self._write_timeout) as scope:
             holder = await self.store.insert(record)
         if scope.cancelled_caught:
@@ -165,9 +164,7 @@ class Ledger:
                 endpoint="job store",
                 sent=False,
             )
-        if holder is not None:
-            raise _KeyTaken(holder)
-        ahead.record = record
+        ahead.keep(record, holder)
 
     # Records to jobs.
 
@@ -382,11 +379,15 @@ class _WriteAhead:
         memory = self.ledger._memory
         if memory is None:
             return self.ledger._insert(record, self)
-        holder = memory.put_new(record)  # at once: nothing in memory waits
+        self.keep(record, memory.put_new(record))  # at once: nothing in memory waits
+        return None
+
+    def keep(self, record: JobRecord, holder: JobRecord | None) -> None:
+        """``record`` inserted, unless ``holder`` (another process's) had the key first:
+        then :class:`_KeyTaken`, and nothing is sent."""
         if holder is not None:
             raise _KeyTaken(holder)
         self.record = record
-        return None
 
     def submitted(self, task_id: str) -> JobRecord:
         """The ``submitted`` record, once the API took the job as ``task_id``."""

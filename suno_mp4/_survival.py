@@ -242,19 +242,16 @@ class RenderTimeEstimate:
         if not half > 0 or math.isinf(half):
             return [self.survival(t) for t in grid]
         # area[i]: the integral of the survival from 0 to times[i].
-        area = [0.0] * len(times)
-        level, last = 1.0, 0.0
-        for i, (t, s) in enumerate(zip(times, survival, strict=True)):
-            area[i] = (area[i - 1] if i else 0.0) + level * (t - last)
+        area: list[float] = []
+        total, level, last = 0.0, 1.0, 0.0
+        for t, s in zip(times, survival, strict=True):
+            total += level * (t - last)
+            area.append(total)
             level, last = s, t
 
-        def integral(x: float) -> float:  # from 0 to x (x < 0: -|x|, the survival 1)
-            if x <= 0:
-                return x
-            i = bisect.bisect_right(times, x)
-            if i == 0:
-                return x
-            return area[i - 1] + survival[i - 1] * (x - times[i - 1])
+        def integral(x: float) -> float:  # from 0 to x (before the first event: x itself)
+            i = bisect.bisect_right(times, x) if x > 0 else 0
+            return x if i == 0 else area[i - 1] + survival[i - 1] * (x - times[i - 1])
 
         return [1.0] + [(integral(t + half) - integral(t - half)) / (2 * half) for t in grid[1:]]
 
