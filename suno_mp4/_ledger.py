@@ -8,6 +8,7 @@ import asyncio
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -84,8 +85,9 @@ class Ledger:
         self._write_timeout = write_timeout
         # Submits on the wire at once. A crash can leave only these in doubt; the API takes
         # a submit in milliseconds, so 16 in flight is far above any account's rate limit.
-        # asyncio's own primitives on this per-submit path (the SDK runs on asyncio).
-        self._submit_slots = asyncio.Semaphore(max_concurrent_submits)
+        # A count and a queue, not a semaphore: taking a free slot is no call at all.
+        self._free_slots = max_concurrent_submits
+        self._slot_queue: deque[asyncio.Future[None]] = deque()
         #: Keys with a submit under way here, each with the futures of submits waiting for it.
         self._busy: dict[str, list[asyncio.Future[None]] | None] = {}
         self._on_claim = on_claim
@@ -124,7 +126,10 @@ class Ledger:
                 return await self.job_of_record(existing)
             ahead = _WriteAhead(self, key, request, via_listener)
             holder: JobRecord | None = None
-            await self._submit_slots.acquire()
+            if self._free_slots > 0 and not self._slot_queue:
+                self._free_slots -= 1
+            else:
+                await self._wait_for_slot()
             try:
                 task_id = await self._send(body, ahead)
             except _KeyTaken as taken:  # another process holds the key: nothing was sent
@@ -135,7 +140,7 @@ class Ledger:
                     await self._save_now(attrs.evolve(ahead.record, state=state, error=str(exc)))
                 raise
             finally:
-                self._submit_slots.release()
+                self._release_slot()
             if holder is not None:
                 return await self.job_of_record(holder)
             record = ahead.submitted(task_id)
@@ -150,6 +155,29 @@ class Ledger:
             for waiter in busy.pop(key) or ():
                 if not waiter.done():
                     waiter.set_result(None)
+
+    async def _wait_for_slot(self) -> None:
+        """Wait for a submit slot, first come first served."""
+        turn = asyncio.get_running_loop().create_future()
+        self._slot_queue.append(turn)
+        try:
+            await turn
+        except BaseException:
+            if turn.done() and not turn.cancelled():
+                self._release_slot()  # handed a slot just as cancelled: pass it on
+            elif turn in self._slot_queue:
+                self._slot_queue.remove(turn)
+            raise
+
+    def _release_slot(self) -> None:
+        """A submit left the wire: its slot goes to the first waiter, else back to the pool."""
+        queue = self._slot_queue
+        while queue:
+            turn = queue.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self._free_slots += 1
 
     async def _insert(self, record: JobRecord, ahead: _WriteAhead) -> None:
         """``store.insert`` within ``write_timeout``, then :meth:`_WriteAhead.keep`: it runs

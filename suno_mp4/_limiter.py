@@ -125,9 +125,6 @@ class RequestLimiter:
         self._successes: deque[float] = deque()
         self.throttled = 0  # 429 answers seen
 
-    def _now(self) -> float:
-        return loop_time()
-
     def _ready_at(self) -> float:
         t = self._paused_until
         if self.limit is not None:
@@ -163,7 +160,7 @@ class RequestLimiter:
         """A local permit at once if one is free and nobody is queued (the common case)."""
         if self._heap:
             return None
-        now = self._now()
+        now = loop_time()
         if self.limit is None and self._learned_rate is None:  # no brake on: only a pause
             return Permit(self, now) if self._paused_until <= now else None
         return self._take(now) if self._ready_at() <= now else None
@@ -191,7 +188,7 @@ class RequestLimiter:
         try:
             while True:
                 if self._heap[0] is me:
-                    now = self._now()
+                    now = loop_time()
                     ready = self._ready_at()
                     if ready <= now:
                         heapq.heappop(self._heap)
@@ -211,16 +208,18 @@ class RequestLimiter:
             raise
 
     def _release(self, permit: Permit, *, ok: bool) -> None:
-        now = self._now()
+        now = loop_time()
         if self.limit is not None:
             self._free.append(now + self.limit.per_seconds + self.limit.margin)
         if ok:
-            self._successes.append(now)
-            while self._successes and self._successes[0] < now - 1:
-                self._successes.popleft()
+            successes = self._successes
+            successes.append(now)
+            while successes[0] < now - 1:
+                successes.popleft()
         if permit.token is not None and self.shared is not None:
             self._post(functools.partial(self.shared.release, permit.token))
-        self._wake_head()
+        if self._heap:
+            self._heap[0].event.set()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Hands releases and pauses to the shared limit (the client runs this task).
@@ -257,7 +256,7 @@ class RequestLimiter:
         backoff). If 429s go on for requests sent after such a pause ended, the server's
         budget is below our pace: from then on a learned rate spaces requests out."""
         self.throttled += 1
-        now = self._now()
+        now = loop_time()
         sent_at = permit.sent_at if permit is not None else now
         pause = retry_after if retry_after is not None else backoff
         if now - self._last_throttle > 60 and self._learned_rate is None:

@@ -181,6 +181,60 @@ async def test_a_submit_cancelled_on_the_wire_still_records_its_job(sandbox: San
     assert sandbox.stats.submits_accepted == 1
 
 
+class _CountsOnTheWire(MemoryJobStore):
+    """Counts submits between their write-ahead and their answer, and the most at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_the_wire = 0
+        self.most = 0
+        self.changed = anyio.Event()
+
+    async def insert(self, record: JobRecord) -> JobRecord | None:
+        holder = await super().insert(record)
+        self.on_the_wire += 1
+        self.most = max(self.most, self.on_the_wire)
+        self.changed.set()
+        return holder
+
+    async def save(self, record: JobRecord) -> None:
+        await super().save(record)
+        if record.state in (JobState.SUBMITTED, JobState.REJECTED, JobState.UNKNOWN):
+            self.on_the_wire -= 1  # its answer came (a result later is no submit)
+
+    async def until(self, count: int) -> None:
+        while self.on_the_wire < count:
+            self.changed = anyio.Event()
+            await self.changed.wait()
+
+
+async def test_submits_on_the_wire_never_exceed_the_limit_and_a_queued_one_leaves_quietly(
+    sandbox: Sandbox,
+) -> None:
+    sandbox.faults.slow_answer = 1.0  # every answer takes a while: later submits queue
+    sandbox.faults.slow_seconds = 0.2
+    store = _CountsOnTheWire()
+    requests = [VideoRequest(*sandbox.add_track()) for _ in range(7)]
+    async with _client(sandbox, store, max_concurrent_submits=2) as client:
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                for request in requests[:2]:
+                    tg.start_soon(client.submit, request)
+                await store.until(2)
+                with anyio.move_on_after(0.05):  # queued for a slot, then cancelled
+                    await client.submit(requests[2])
+                for request in requests[3:]:
+                    tg.start_soon(client.submit, request)
+            assert store.most == 2
+            assert await store.get(requests[2].key) is None  # never written, never sent
+            for request in requests[:2] + requests[3:]:
+                record = await store.get(request.key)
+                assert record is not None and record.task_id is not None, record
+            # The slots all came back: the next submit goes out without waiting for one.
+            await client.submit(requests[2])
+    assert sandbox.stats.submits_accepted == 7
+
+
 async def test_a_submit_in_doubt_is_never_resent_until_deliberately_freed(
     sandbox: Sandbox,
 ) -> None:
