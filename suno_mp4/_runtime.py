@@ -22,7 +22,7 @@ from ._limiter import RequestLimiter
 from ._options import Settings
 from ._poller import Poller
 from ._store import JobStore, LeasedJobStore
-from ._transport import Transport, api_headers
+from ._transport import Transport, api_headers, dumps
 
 __all__ = ["Runtime"]
 
@@ -141,6 +141,7 @@ class Runtime:
                 connector=connector,
                 connector_owner=False,
                 headers=api_headers(s.api_key),
+                json_serialize=dumps,
                 raise_for_status=False,
             )
         )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import math
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from json.encoder import encode_basestring_ascii as _quote
 from typing import Any, Literal
 
 import aiohttp
@@ -77,6 +79,17 @@ def _with_attempts(exc: APIError | TransportError, attempts: int) -> Exception:
     exc.attempts = attempts
     exc.args = (exc.describe(),)
     return exc
+
+
+def dumps(value: Any) -> str:
+    """``json.dumps(value)``: the same text, written out for an object of strings (every
+    submit's body), for less than half the encoder's cost; anything else goes to it."""
+    if type(value) is dict:
+        try:
+            return "{" + ", ".join([f"{_quote(k)}: {_quote(v)}" for k, v in value.items()]) + "}"
+        except TypeError:  # a value (or key) that is not a string
+            pass
+    return json.dumps(value)
 
 
 def api_headers(api_key: str) -> dict[str, str]:
@@ -307,8 +320,9 @@ class Transport:
         task_id: str | None,
     ) -> Any:
         try:
-            # Awaited, not ``async with``: three coroutines fewer a request. The body is
-            # read whole (or refused) before the response is released, in any case.
+            # Awaited, not ``async with``: three coroutines fewer a request. A body read to
+            # its end has given its connection back (aiohttp closes the response at EOF);
+            # one that was not is released here, its connection closed if it was unread.
             resp = await self._session.request(
                 method,
                 url,
@@ -319,11 +333,12 @@ class Transport:
                 allow_redirects=False,
                 auto_decompress=False,
             )
+            status = resp.status
+            headers = resp.headers
             try:
-                status = resp.status
-                headers = resp.headers
                 body = await self._read_capped(resp)
             except UntrustedDataError as exc:
+                resp.release()
                 raise ServerError(
                     500 if status < 500 else status,
                     f"unusable answer (HTTP {status}): {exc}",
@@ -332,7 +347,10 @@ class Transport:
                     http_status=status,
                     request_id=_request_id(headers),
                 ) from None
-            finally:
+            except BaseException:
+                resp.release()
+                raise
+            if not resp.closed:  # (not at its end: aiohttp did not release it)
                 resp.release()
         except AIOHTTP_FAILURES as exc:  # what map_exceptions does, without its object
             raise transport_error(exc, path) from exc

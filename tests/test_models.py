@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,6 +29,7 @@ from suno_mp4._convert import (
     unstructure_details,
     video_from_details,
 )
+from suno_mp4._transport import dumps
 
 
 def test_request_rejects_empty_ids_before_anything_is_sent() -> None:
@@ -43,6 +45,18 @@ def test_request_rejects_branding_over_50_characters() -> None:
         VideoRequest("t", "a", author="x" * 51)
     with pytest.raises(InvalidRequestError, match="domain_name"):
         VideoRequest("t", "a", domain_name="d" * 51)
+
+
+def test_empty_branding_is_no_branding_with_the_same_key() -> None:
+    bare = VideoRequest("t", "a")
+    empty = VideoRequest("t", "a", author="", domain_name="")
+    assert (empty.author, empty.domain_name) == (None, None)
+    assert empty == bare and empty.key == bare.key
+    assert VideoRequest("t", "a", author="me").key != bare.key
+    with pytest.raises(InvalidRequestError, match="idempotency_key"):
+        VideoRequest("t", "a", idempotency_key="  ")
+    with pytest.raises(InvalidRequestError, match="lone surrogate"):
+        VideoRequest("t", "a", domain_name="\ud800")
 
 
 def test_invalid_request_error_is_a_value_error() -> None:
@@ -258,3 +272,22 @@ def test_details_written_out_agree_with_the_generated_structure(
         wire["response"] = response
     generated, _ = extra_hooks(VideoDetails, _DETAILS_RENAMES, flatten=_flatten_details)
     assert _outcome(structure_details, dict(wire)) == _outcome(generated, dict(wire))
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.one_of(
+        st.dictionaries(st.text(), st.text(), max_size=6),  # a submit's body
+        st.dictionaries(st.one_of(st.text(), st.integers()), _JSON, max_size=4),
+        _JSON,
+    )
+)
+def test_a_request_body_written_out_is_the_text_json_dumps_makes(value: Any) -> None:
+    assert dumps(value) == json.dumps(value)
