@@ -253,6 +253,10 @@ class LearnedSchedule:
         self.policy = policy
         self._since: float | None = None  # jobs made from then on follow the plan
         self._warming = False
+        #: The shortest gap between two polls of a job: 0.05 s at the default first poll
+        #: (2 s), in proportion below it (a policy scaled to faster renders scales it too),
+        #: never under 1 ms.
+        self.min_gap = max(0.001, min(0.05, policy.initial_delay / 40))
 
     def delay(self, created_at: float, now: float, attempt: int, lane: float) -> float | None:
         """The gap to the next poll of a job made at ``created_at`` (``None``: the geometric
@@ -271,10 +275,11 @@ class LearnedSchedule:
         if not estimate.ready:
             return None
         when = estimate.planned_after(age, budget=policy.polls_per_job, lane=lane)
+        floor = self.min_gap
         if when is None:
-            return min(policy.max_interval, max(0.05, age * 0.3))
-        low = policy.initial_delay if attempt == 0 else 0.05
-        return min(policy.max_interval, max(low - age, when - age, 0.05))
+            return min(policy.max_interval, max(floor, age * 0.3))
+        low = policy.initial_delay if attempt == 0 else floor
+        return min(policy.max_interval, max(low - age, when - age, floor))
 
 
 def lane(task_id: str) -> float:
