@@ -311,6 +311,33 @@ def test_jobs_started_while_warming_up_keep_the_geometric_schedule() -> None:
     assert restored.delay(0.0, 1.0, 0, 0.5) is not None
 
 
+def test_the_learned_schedule_scales_with_its_renders_and_its_policy() -> None:
+    """Renders and policy k times shorter: every gap k times shorter (the benchmarks run the
+    sandbox at a small scale; a floor in absolute seconds made its last gaps longer)."""
+    from suno_mp4 import PollPolicy
+    from suno_mp4._poller import LearnedSchedule
+
+    rng = random.Random(5)
+    renders = [rng.uniform(1, 20) for _ in range(300)]
+    by_scale: dict[float, list[list[float]]] = {}
+    for scale in (1.0, 0.08):
+        estimate = RenderTimeEstimate()
+        for i, seconds in enumerate(renders):
+            estimate.finished(f"j{i}", seconds * scale)
+        policy = PollPolicy(initial_delay=2 * scale, max_interval=30 * scale)
+        schedule = LearnedSchedule(estimate, policy)
+        by_scale[scale] = []
+        for which in (0.1, 0.4, 0.7, 0.95):
+            # A poll at each age (a late answer, a restart): the next is due soon after.
+            ages = [i * 0.37 * scale for i in range(70)]
+            gaps = [schedule.delay(0.0, age, 1, which) for age in ages]
+            assert None not in gaps
+            by_scale[scale].append([gap / scale for gap in gaps if gap is not None])
+    for full, small in zip(by_scale[1.0], by_scale[0.08], strict=True):
+        assert small == pytest.approx(full, rel=1e-6)
+    assert min(min(gaps) for gaps in by_scale[1.0]) < 0.05 / 0.08  # a floor would have bitten
+
+
 def test_the_estimate_waits_while_most_jobs_are_past_the_longest_render() -> None:
     estimate = RenderTimeEstimate()
     for i in range(2000):  # submitted together: the first 20 finished, the rest pending
