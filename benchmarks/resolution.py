@@ -42,6 +42,7 @@ from suno_mp4._poller import lane
 from ._common import SandboxProcess, sandbox_process, spread, table
 from .schedules import BUDGET, SPREADS, WARM_UP, fixed_loop_at, optimal_schedule
 
+LEARNED = "SDK default (learned)"
 BOUND = "bound: planned on the true distribution"
 FIXED = "fixed loop at the learned budget"
 
@@ -176,7 +177,7 @@ async def _one_run(
     durations = [{"duration": r} for r in renders]  # each track renders for its duration
     with spread_sandbox() as sb:
         strategies: list[tuple[str, Callable[[list[tuple[str, str]]], Awaitable[Run]]]] = [
-            ("SDK default (learned)", lambda t: sdk(sb, t, pace, scaled_policy(scale))),
+            (LEARNED, lambda t: sdk(sb, t, pace, scaled_policy(scale))),
             (
                 "SDK old default (geometric)",
                 lambda t: sdk(sb, t, pace, scaled_policy(scale, schedule="geometric")),
@@ -194,7 +195,7 @@ async def _one_run(
             out[label] = figures(
                 await strategy(await sb.add_tracks(len(renders), each=durations)), scale
             )
-        polls = out["SDK default (learned)"]["polls"]
+        polls = out[LEARNED]["polls"]
         out[FIXED] = await fixed_at_budget(sb, renders, pace, scale, polls)
     return out
 
@@ -232,7 +233,7 @@ async def run(
             for label, result in results.items():
                 figures.setdefault(label, []).append(result)
             if paired is not None:
-                learned, loop_p95 = results["SDK default (learned)"], results[FIXED]["p95"]
+                learned, loop_p95 = results[LEARNED], results[FIXED]["p95"]
                 p50 = learned["p50"] / results[BOUND]["p50"] - 1
                 paired.append(
                     [

@@ -218,8 +218,7 @@ class RequestLimiter:
                 successes.popleft()
         if permit.token is not None and self.shared is not None:
             self._post(functools.partial(self.shared.release, permit.token))
-        if self._heap:
-            self._heap[0].event.set()
+        self._wake_head()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Hands releases and pauses to the shared limit (the client runs this task).

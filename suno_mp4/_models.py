@@ -101,7 +101,10 @@ def _refuse_id(value: object, name: str) -> None:
         raise InvalidRequestError(str(exc)) from None
 
 
-def _check_branding(value: object, name: str) -> None:
+def _branding(value: object, name: str) -> str | None:
+    """An ``author`` or ``domain_name`` checked: ``""`` is None (no branding)."""
+    if value == "":
+        return None
     if not isinstance(value, str):
         raise InvalidRequestError(f"{name} must be a string, got {type(value).__name__}")
     if not is_utf8(value):
@@ -110,6 +113,7 @@ def _check_branding(value: object, name: str) -> None:
         raise InvalidRequestError(
             f"{name} is {len(value)} characters long; the API allows at most {MAX_BRANDING_CHARS}"
         )
+    return value
 
 
 def _check_key(value: object) -> None:
@@ -153,16 +157,10 @@ class VideoRequest:
             _refuse_id(task_id, "task_id")
         if type(audio_id) is not str or usable_id(audio_id) is None:
             _refuse_id(audio_id, "audio_id")
-        if author is not None:
-            if author == "":
-                object.__setattr__(self, "author", author := None)
-            else:
-                _check_branding(author, "author")
-        if domain is not None:
-            if domain == "":
-                object.__setattr__(self, "domain_name", domain := None)
-            else:
-                _check_branding(domain, "domain_name")
+        if author is not None and (author := _branding(author, "author")) is None:
+            object.__setattr__(self, "author", None)
+        if domain is not None and (domain := _branding(domain, "domain_name")) is None:
+            object.__setattr__(self, "domain_name", None)
         if self.idempotency_key is not None:
             _check_key(self.idempotency_key)
             key = self.idempotency_key

@@ -10,7 +10,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from json.encoder import encode_basestring_ascii as _quote
+from json.encoder import encode_basestring_ascii as _quote_ascii
 from typing import Any, Literal
 
 import aiohttp
@@ -86,7 +86,11 @@ def dumps(value: Any) -> str:
     submit's body), for less than half the encoder's cost; anything else goes to it."""
     if type(value) is dict:
         try:
-            return "{" + ", ".join([f"{_quote(k)}: {_quote(v)}" for k, v in value.items()]) + "}"
+            return (
+                "{"
+                + ", ".join([f"{_quote_ascii(k)}: {_quote_ascii(v)}" for k, v in value.items()])
+                + "}"
+            )
         except TypeError:  # a value (or key) that is not a string
             pass
     return json.dumps(value)
@@ -338,7 +342,6 @@ class Transport:
             try:
                 body = await self._read_capped(resp)
             except UntrustedDataError as exc:
-                resp.release()
                 raise ServerError(
                     500 if status < 500 else status,
                     f"unusable answer (HTTP {status}): {exc}",
@@ -347,11 +350,9 @@ class Transport:
                     http_status=status,
                     request_id=_request_id(headers),
                 ) from None
-            except BaseException:
-                resp.release()
-                raise
-            if not resp.closed:  # (not at its end: aiohttp did not release it)
-                resp.release()
+            finally:
+                if not resp.closed:  # not read to its end: aiohttp did not release it
+                    resp.release()
         except AIOHTTP_FAILURES as exc:  # what map_exceptions does, without its object
             raise transport_error(exc, path) from exc
         return self._decode(path, status, body, headers, task_id)
