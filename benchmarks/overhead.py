@@ -18,7 +18,10 @@ The sandbox runs in its own process, so ``time.process_time()`` here is the clie
 alone. Both sides are open at once (a session, a client); each makes 50 warm-up calls
 before the clock starts. Each run's work is cut into 6 blocks and the sides take turns on
 them (which goes first swaps every block and every run), so whatever else the machine
-does falls on both alike. The SDK gets the raw side's 50 submits on the wire
+does falls on both alike. A block counts only its steady state, 50 requests on the wire
+all along: the CPU from its 100th completed request to its 100th before last (its start
+and its drain cost both sides the same per block; counted, they made the ratio depend on
+the block's length, see ``Window``). The SDK gets the raw side's 50 submits on the wire
 (``max_concurrent_submits=50``; its default is 16). A run's ratio is SDK / raw of that
 run; figures are median [min-max] over ``--runs``, never the best run.
 
@@ -72,13 +75,17 @@ T = TypeVar("T")
 Track = tuple[str, str]
 
 
-async def each(items: Iterable[T], call: Callable[[T], Awaitable[object]]) -> None:
-    """``call`` every item, ``IN_FLIGHT`` at a time."""
+async def each(
+    items: Iterable[T], call: Callable[[T], Awaitable[object]], window: Window | None = None
+) -> None:
+    """``call`` every item, ``IN_FLIGHT`` at a time; ``window`` is told of each completion."""
     it = iter(items)
 
     async def worker() -> None:
         for item in it:
             await call(item)
+            if window is not None:
+                window.completed()
 
     with anyio.fail_after(600):
         async with anyio.create_task_group() as tg:
@@ -104,39 +111,77 @@ class GcClock:
             self.seconds += time.process_time() - self._started
             self.collections += 1
 
-    def __enter__(self) -> GcClock:
-        gc.callbacks.append(self)
-        return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        gc.callbacks.remove(self)
+class Window:
+    """The CPU (and collector) seconds of a block's steady state: from its ``skip``-th
+    completed request to its ``size - skip``-th, all that time with ``IN_FLIGHT`` on the
+    wire. A block's start (its 50 tasks, about 0.8 ms, and the collections of their
+    objects) and its drain (the last requests, ever fewer in flight) are the harness's
+    cost, the same for both sides per block whatever each request costs: counted, they
+    pulled the ratio toward 1 (raw aiohttp's collections all fell there). Blocks too
+    short for that are counted whole."""
+
+    def __init__(self, size: int) -> None:
+        self.skip = min(2 * IN_FLIGHT, size // 4)
+        self.requests = size - 2 * self.skip
+        self.cpu = 0.0
+        self.gc = GcClock()
+        self._done = 0
+        self._started = 0.0
+
+    def begin(self) -> None:
+        gc.callbacks.append(self.gc)
+        self._started = time.process_time()
+
+    def end(self) -> None:
+        self.cpu = time.process_time() - self._started
+        gc.callbacks.remove(self.gc)
+
+    def completed(self) -> None:
+        self._done += 1
+        if self._done == self.skip:
+            self.begin()
+        elif self._done == self.skip + self.requests:
+            self.end()
+
+    async def measure(self, items: list[T], call: Callable[[T], Awaitable[object]]) -> None:
+        """``each(items, call)``, its steady state measured."""
+        if self.skip == 0:
+            self.begin()
+        try:
+            await each(items, call, self)
+        finally:
+            if self.gc in gc.callbacks:  # a request failed before the window closed
+                gc.callbacks.remove(self.gc)
 
 
 async def interleaved(warm: list[T], work: list[T], calls: Calls[T], run: int) -> dict[str, float]:
-    """CPU seconds per item of ``work`` for each side, the sides taking turns on
+    """CPU seconds per request of ``work`` for each side, the sides taking turns on
     ``BLOCKS`` blocks of it (the order swapping every block and every run): whatever else
-    the machine does meanwhile falls on both alike. ``warm`` first, not counted. Also,
-    per item: ``"<side> gc"``, the seconds of it spent collecting garbage, and
+    the machine does meanwhile falls on both alike. Each block counts its steady state
+    only (see :class:`Window`). ``warm`` first, not counted. Also, per request:
+    ``"<side> gc"``, the seconds of it spent collecting garbage, and
     ``"<side> collections"``, the collections."""
     for call in calls.values():
         await each(warm, call)
     cpu = dict.fromkeys(calls, 0.0)
     in_gc = dict.fromkeys(calls, 0.0)
     collections = dict.fromkeys(calls, 0.0)
+    counted = dict.fromkeys(calls, 0)
     size = -(-len(work) // BLOCKS)
     for block in range(BLOCKS):
         part = work[block * size : (block + 1) * size]
         sides = list(calls) if (block + run) % 2 == 0 else list(reversed(calls))
         for side in sides:
-            with GcClock() as collecting:
-                cpu0 = time.process_time()
-                await each(part, calls[side])
-                cpu[side] += time.process_time() - cpu0
-            in_gc[side] += collecting.seconds
-            collections[side] += collecting.collections
-    figures = {side: seconds / len(work) for side, seconds in cpu.items()}
-    figures.update({f"{side} gc": seconds / len(work) for side, seconds in in_gc.items()})
-    figures.update({f"{side} collections": n / len(work) for side, n in collections.items()})
+            window = Window(len(part))
+            await window.measure(part, calls[side])
+            cpu[side] += window.cpu
+            in_gc[side] += window.gc.seconds
+            collections[side] += window.gc.collections
+            counted[side] += window.requests
+    figures = {side: seconds / counted[side] for side, seconds in cpu.items()}
+    figures.update({f"{side} gc": seconds / counted[side] for side, seconds in in_gc.items()})
+    figures.update({f"{side} collections": n / counted[side] for side, n in collections.items()})
     return figures
 
 

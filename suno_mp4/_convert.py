@@ -12,7 +12,15 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from ._models import CallbackPayload, MusicVideo, TaskStatus, VideoDetails, VideoRequest, utcnow
+from ._models import (
+    _EMPTY,
+    CallbackPayload,
+    MusicVideo,
+    TaskStatus,
+    VideoDetails,
+    VideoRequest,
+    utcnow,
+)
 from ._untrusted import printable
 
 __all__ = ["converter", "parse_time", "utcnow"]
@@ -30,6 +38,9 @@ _STRING_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+
 #: 14-day retention overflows): they read as unknown.
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+#: The range in epoch milliseconds, a second inside it (no rounding reaches its ends).
+_EARLIEST_MS = round(EARLIEST.timestamp() * 1000) + 1000
+_LATEST_MS = round(LATEST.timestamp() * 1000) - 1000
 
 
 def parse_time(value: object, _type: object = None) -> datetime | None:
@@ -39,6 +50,9 @@ def parse_time(value: object, _type: object = None) -> datetime | None:
     and any time before 2000 or after 2200, is ``None``: a time the SDK cannot read must
     not break the parse of a whole answer.
     """
+    if type(value) is int and _EARLIEST_MS < value < _LATEST_MS:
+        # Epoch milliseconds well inside the range (the usual answer): the one reading.
+        return datetime.fromtimestamp(value / 1000, UTC)
     if value is None:
         return None
     parsed = _parse_time(value)
@@ -215,24 +229,35 @@ def structure_details(data: Any, _type: object = None) -> VideoDetails:
     else:
         video_url = get("videoUrl")
         plain = response is None
-    extra: dict[str, Any] | None = None
+    extra: Mapping[str, object] = _EMPTY
     if not plain or not data.keys() <= _DETAILS_PLAIN:
         wire = dict(data)
         _flatten_details(wire)
-        extra = {k: v for k, v in wire.items() if k not in _DETAILS_KNOWN} or None
+        extra = {k: v for k, v in wire.items() if k not in _DETAILS_KNOWN} or _EMPTY
+    # The usual values (a string, an int, None) are taken as they are, without a call.
+    flag, music_id, audio_id = get("successFlag"), get("musicId"), get("audioId")
+    callback_url, index, created, completed = (
+        get("callbackUrl"),
+        get("musicIndex"),
+        get("createTime"),
+        get("completeTime"),
+    )
+    error_code, error_message = get("errorCode"), get("errorMessage")
     return VideoDetails(
-        task_id=str(data["taskId"]),
-        status=_status(data["successFlag"]) if "successFlag" in data else TaskStatus.PENDING,
-        video_url=_lenient_str(video_url),
-        music_id=_lenient_str(get("musicId")),
-        audio_id=_lenient_str(get("audioId")),
-        callback_url=_lenient_str(get("callbackUrl")),
-        music_index=_lenient_int(get("musicIndex")),
-        created_at=parse_time(get("createTime")),
-        completed_at=parse_time(get("completeTime")),
-        error_code=_lenient_int(get("errorCode")),
-        error_message=_lenient_str(get("errorMessage")),
-        **({"extra": extra} if extra else {}),
+        str(data["taskId"]),
+        _STATUSES.get(flag) or _status(flag) if type(flag) is str else _status(flag),
+        video_url if type(video_url) is str or video_url is None else str(video_url),
+        music_id if type(music_id) is str or music_id is None else str(music_id),
+        audio_id if type(audio_id) is str or audio_id is None else str(audio_id),
+        callback_url if type(callback_url) is str or callback_url is None else str(callback_url),
+        index if type(index) is int or index is None else _lenient_int(index),
+        None if created is None else parse_time(created),
+        None if completed is None else parse_time(completed),
+        error_code if type(error_code) is int or error_code is None else _lenient_int(error_code),
+        error_message
+        if type(error_message) is str or error_message is None
+        else str(error_message),
+        extra,
     )
 
 

@@ -38,10 +38,29 @@ logger = logging.getLogger("suno_mp4.poller")
 _PERMANENT = (AuthenticationError, NotFoundError, ValidationError)
 
 
-#: A heap entry: (due, its number). The job is looked up by the number: a tuple of a float
-#: and an int holds no object, so the garbage collector stops walking it (a tuple holding
-#: the job was one object more per pending job to walk at every collection).
-Entry = tuple[float, int]
+#: A heap entry: its due time in whole microseconds (rounded down) of the loop's clock, above
+#: ``_NUMBER_BITS`` bits holding its number; the job is looked up by the number. One int:
+#: the garbage collector never tracks it, where a ``(due, number)`` tuple was tracked until
+#: a collection looked at it, and each one made counted toward the next collection (one on
+#: every submit and every poll). Ints order as the tuples did: by due time, then number.
+Entry = int
+_NUMBER_BITS = 48  # 2.8e14 entries: nine years at a million schedules a second
+_NUMBER_MASK = (1 << _NUMBER_BITS) - 1
+#: Due times are capped here (about 31,700 years): a server's ``Retry-After`` can be ``inf``.
+_FAR = 1e12
+
+
+def _entry(due: float, number: int) -> Entry:
+    return (math.floor(min(due, _FAR) * 1_000_000) << _NUMBER_BITS) | number
+
+
+def _due(entry: Entry) -> float:
+    return (entry >> _NUMBER_BITS) / 1_000_000
+
+
+def _due_by(now: float) -> Entry:
+    """The entries due by ``now`` are those below this one (the next microsecond's first)."""
+    return (math.floor(min(now, _FAR) * 1_000_000) + 1) << _NUMBER_BITS
 
 
 class Poller:
@@ -127,8 +146,9 @@ class Poller:
         entries.pop(job.poll_generation, None)  # its older entry, if any, is dead
         job.poll_generation = number = next(self._seq)
         entries[number] = job
-        earliest = not self._heap or due < self._heap[0][0]
-        heapq.heappush(self._heap, (due, number))
+        entry = _entry(due, number)
+        earliest = not self._heap or entry < self._heap[0]
+        heapq.heappush(self._heap, entry)
         if earliest:
             self._wake.set()  # new earliest entry: the scheduler must re-time its sleep
 
@@ -141,7 +161,7 @@ class Poller:
         self._stale += 1
         if self._stale > len(self._heap) // 2:
             live = self._entries
-            self._heap = [entry for entry in self._heap if entry[1] in live]
+            self._heap = [entry for entry in self._heap if entry & _NUMBER_MASK in live]
             heapq.heapify(self._heap)
             self._stale = 0
 
@@ -168,7 +188,7 @@ class Poller:
                 # In a function of its own: no job stays referenced while the scheduler sleeps.
                 now = await self._dispatch_due(handover)
                 self._wake = asyncio.Event()
-                delay = self._heap[0][0] - now if self._heap else math.inf
+                delay = _due(self._heap[0]) - now if self._heap else math.inf
                 with anyio.move_on_after(delay):
                     await self._wake.wait()
 
@@ -176,8 +196,8 @@ class Poller:
         """Hand every due poll to a worker and expire every due deadline; returns now."""
         now = loop_time()
         entries = self._entries  # (the heap is re-read: forget() may rebuild it meanwhile)
-        while self._heap and self._heap[0][0] <= now:
-            job = entries.pop(heapq.heappop(self._heap)[1], None)
+        while self._heap and self._heap[0] < _due_by(now):
+            job = entries.pop(heapq.heappop(self._heap) & _NUMBER_MASK, None)
             if job is None or job.done() or job.detached:
                 continue
             deadline = job.deadline

@@ -374,3 +374,37 @@ def test_the_poller_plans_jobs_made_once_the_estimate_is_ready() -> None:
     plan = poller.estimate.next_poll(0.0, budget=PollPolicy().polls_per_job, lane=lane("later"))
     assert gap is not None and plan is not None
     assert gap == pytest.approx(max(plan, PollPolicy().initial_delay))
+
+
+def test_the_pollers_heap_holds_untracked_numbers_in_due_order() -> None:
+    # An entry is one int (due microseconds above its number): the collector never tracks
+    # it, where a (due, number) tuple counted toward the next collection on every submit
+    # and every poll. The ints must keep the tuples' order, come due within a microsecond
+    # of their time, and take a due time of inf (a server's Retry-After can say so).
+    import gc
+    from types import SimpleNamespace
+
+    from suno_mp4 import PollPolicy
+    from suno_mp4._poller import Poller, _due, _due_by, _entry
+
+    rng = random.Random(3)
+    dues = [ms / 1000 for ms in rng.sample(range(-5_000, 10**9), 2000)]
+    entries = [_entry(due, number) for number, due in enumerate(dues, 1)]
+    assert not any(gc.is_tracked(entry) for entry in entries)
+    assert sorted(range(len(dues)), key=entries.__getitem__) == sorted(
+        range(len(dues)), key=dues.__getitem__
+    )
+    for due, entry in zip(dues, entries, strict=True):
+        assert abs(_due(entry) - due) < 2e-6
+        assert entry < _due_by(due)  # due at its time
+        assert entry >= _due_by(due - 2e-6)  # not before its microsecond
+
+    async def fetch(task_id: str) -> Any:
+        raise AssertionError("no request here")
+
+    poller = Poller(fetch, PollPolicy())
+    job = SimpleNamespace(poll_generation=0)
+    poller._push(math.inf, job)  # type: ignore[arg-type]
+    poller._push(5.0, SimpleNamespace(poll_generation=0))  # type: ignore[arg-type]
+    assert len(poller) == 2 and _due(poller._heap[0]) == 5.0
+    assert _due(max(poller._heap)) == pytest.approx(1e12)
