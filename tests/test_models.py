@@ -21,7 +21,10 @@ from suno_mp4 import (
 )
 from suno_mp4._convert import (
     _DETAILS_RENAMES,
+    EARLIEST,
+    LATEST,
     _flatten_details,
+    _parse_time,
     converter,
     extra_hooks,
     parse_time,
@@ -272,6 +275,23 @@ def test_details_written_out_agree_with_the_generated_structure(
         wire["response"] = response
     generated, _ = extra_hooks(VideoDetails, _DETAILS_RENAMES, flatten=_flatten_details)
     assert _outcome(structure_details, dict(wire)) == _outcome(generated, dict(wire))
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.one_of(
+        st.integers(946_684_790_000, 946_684_810_000),  # around 2000-01-01 in ms
+        st.integers(7_258_118_390_000, 7_258_118_410_000),  # around 2200-01-01 in ms
+        st.integers(-(2**62), 2**62),
+    )
+)
+def test_epoch_milliseconds_read_at_once_as_by_the_general_reading(value: int) -> None:
+    # parse_time reads an int inside the range in one step; it must say what the general
+    # reading (every shape, then the range check) says, at the range's ends too.
+    general = _parse_time(value)
+    if general is not None and not EARLIEST <= general < LATEST:
+        general = None
+    assert parse_time(value) == general
 
 
 _JSON = st.recursive(
