@@ -20,8 +20,8 @@ before the clock starts. Each run's work is cut into 6 blocks and the sides take
 them (which goes first swaps every block and every run), so whatever else the machine
 does falls on both alike. A block counts only its steady state, 50 requests on the wire
 all along: the CPU from its 100th completed request to its 100th before last (its start
-and its drain cost both sides the same per block; counted, they made the ratio depend on
-the block's length, see ``Window``). The SDK gets the raw side's 50 submits on the wire
+and its drain cost both sides the same per block, whatever a request costs; see
+``Window``). The SDK gets the raw side's 50 submits on the wire
 (``max_concurrent_submits=50``; its default is 16). A run's ratio is SDK / raw of that
 run; figures are median [min-max] over ``--runs``, never the best run.
 
@@ -117,9 +117,9 @@ class Window:
     completed request to its ``size - skip``-th, all that time with ``IN_FLIGHT`` on the
     wire. A block's start (its 50 tasks, about 0.8 ms, and the collections of their
     objects) and its drain (the last requests, ever fewer in flight) are the harness's
-    cost, the same for both sides per block whatever each request costs: counted, they
-    pulled the ratio toward 1 (raw aiohttp's collections all fell there). Blocks too
-    short for that are counted whole."""
+    cost, the same for both sides per block whatever each request costs (raw aiohttp's
+    collections all fell there): counted, they are a share of both figures that the
+    request path does not make. Blocks too short for that are counted whole."""
 
     def __init__(self, size: int) -> None:
         self.skip = min(2 * IN_FLIGHT, size // 4)
