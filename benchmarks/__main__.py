@@ -176,9 +176,9 @@ def _polling_bound(quick: bool) -> str:
 
 
 def _overhead(quick: bool) -> str:
-    # Nine runs: on a shared 2-core machine one run's ratio moves by up to 0.3 with what
-    # else the machine does; the median of nine moves much less.
-    jobs, runs = (100, 1) if quick else (3000, 9)
+    # Fifteen runs: on a shared 2-core machine one run's ratio moves by up to 0.3 with what
+    # else the machine does, and the median of nine still moved by 0.06 within an hour.
+    jobs, runs = (100, 1) if quick else (3000, 15)
     headers, rows = anyio.run(overhead.run, jobs, runs)
     own = table(*anyio.run(overhead.anatomy, jobs, runs))
     return (
