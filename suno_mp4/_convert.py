@@ -245,7 +245,7 @@ def structure_details(data: Any, _type: object = None) -> VideoDetails:
     error_code, error_message = get("errorCode"), get("errorMessage")
     return VideoDetails(
         str(data["taskId"]),
-        _STATUSES.get(flag) or _status(flag) if type(flag) is str else _status(flag),
+        (_STATUSES.get(flag) or _status(flag)) if type(flag) is str else _status(flag),
         video_url if type(video_url) is str or video_url is None else str(video_url),
         music_id if type(music_id) is str or music_id is None else str(music_id),
         audio_id if type(audio_id) is str or audio_id is None else str(audio_id),

@@ -39,10 +39,10 @@ _PERMANENT = (AuthenticationError, NotFoundError, ValidationError)
 
 
 #: A heap entry: its due time in whole microseconds (rounded down) of the loop's clock, above
-#: ``_NUMBER_BITS`` bits holding its number; the job is looked up by the number. One int:
-#: the garbage collector never tracks it, where a ``(due, number)`` tuple was tracked until
-#: a collection looked at it, and each one made counted toward the next collection (one on
-#: every submit and every poll). Ints order as the tuples did: by due time, then number.
+#: ``_NUMBER_BITS`` bits holding its number; the job is looked up by the number. One int
+#: (about 36 bytes): the garbage collector never tracks it, where a ``(due, number)`` tuple
+#: and its float (about 80 bytes) were tracked until a collection walked them. Ints order as
+#: the tuples did: by due time, then number.
 Entry = int
 _NUMBER_BITS = 48  # 2.8e14 entries: nine years at a million schedules a second
 _NUMBER_MASK = (1 << _NUMBER_BITS) - 1

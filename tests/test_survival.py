@@ -378,9 +378,9 @@ def test_the_poller_plans_jobs_made_once_the_estimate_is_ready() -> None:
 
 def test_the_pollers_heap_holds_untracked_numbers_in_due_order() -> None:
     # An entry is one int (due microseconds above its number): the collector never tracks
-    # it, where a (due, number) tuple counted toward the next collection on every submit
-    # and every poll. The ints must keep the tuples' order, come due within a microsecond
-    # of their time, and take a due time of inf (a server's Retry-After can say so).
+    # it, where a (due, number) tuple was tracked until a collection walked it. The ints
+    # must keep the tuples' order, come due within a microsecond of their time, and take a
+    # due time of inf (a server's Retry-After can say so).
     import gc
     from types import SimpleNamespace
 
