@@ -44,3 +44,31 @@ def test_benchmarks_quick_run_prints_every_strategy() -> None:
         "idle, guard off (baseline)",
     ):
         assert row in done.stdout
+
+
+def test_the_overhead_window_counts_a_blocks_steady_state() -> None:
+    # The CPU clock of a block starts at its 2 * IN_FLIGHT-th completed request and stops at
+    # the same count before its last; a block too short for that is counted whole.
+    from benchmarks import overhead
+
+    marks: list[tuple[str, int]] = []
+
+    class Marked(overhead.Window):
+        def begin(self) -> None:
+            marks.append(("begin", self._done))
+
+        def end(self) -> None:
+            marks.append(("end", self._done))
+
+    skip = 2 * overhead.IN_FLIGHT
+    window = Marked(1000)
+    for _ in range(1000):
+        window.completed()
+    assert marks == [("begin", skip), ("end", 1000 - skip)]
+    assert window.requests == 1000 - 2 * skip
+
+    marks.clear()
+    short = Marked(3)  # skip 0: begun before the first request (measure), ended at the last
+    for _ in range(3):
+        short.completed()
+    assert short.skip == 0 and short.requests == 3 and marks == [("end", 3)]
