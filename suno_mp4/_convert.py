@@ -234,29 +234,18 @@ def structure_details(data: Any, _type: object = None) -> VideoDetails:
         wire = dict(data)
         _flatten_details(wire)
         extra = {k: v for k, v in wire.items() if k not in _DETAILS_KNOWN} or _EMPTY
-    # The usual values (a string, an int, None) are taken as they are, without a call.
-    flag, music_id, audio_id = get("successFlag"), get("musicId"), get("audioId")
-    callback_url, index, created, completed = (
-        get("callbackUrl"),
-        get("musicIndex"),
-        get("createTime"),
-        get("completeTime"),
-    )
-    error_code, error_message = get("errorCode"), get("errorMessage")
     return VideoDetails(
         str(data["taskId"]),
-        (_STATUSES.get(flag) or _status(flag)) if type(flag) is str else _status(flag),
-        video_url if type(video_url) is str or video_url is None else str(video_url),
-        music_id if type(music_id) is str or music_id is None else str(music_id),
-        audio_id if type(audio_id) is str or audio_id is None else str(audio_id),
-        callback_url if type(callback_url) is str or callback_url is None else str(callback_url),
-        index if type(index) is int or index is None else _lenient_int(index),
-        None if created is None else parse_time(created),
-        None if completed is None else parse_time(completed),
-        error_code if type(error_code) is int or error_code is None else _lenient_int(error_code),
-        error_message
-        if type(error_message) is str or error_message is None
-        else str(error_message),
+        _status(get("successFlag")),
+        _lenient_str(video_url),
+        _lenient_str(get("musicId")),
+        _lenient_str(get("audioId")),
+        _lenient_str(get("callbackUrl")),
+        _lenient_int(get("musicIndex")),
+        parse_time(get("createTime")),
+        parse_time(get("completeTime")),
+        _lenient_int(get("errorCode")),
+        _lenient_str(get("errorMessage")),
         extra,
     )
 

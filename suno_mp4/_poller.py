@@ -60,7 +60,7 @@ def _due(entry: Entry) -> float:
 
 def _due_by(now: float) -> Entry:
     """The entries due by ``now`` are those below this one (the next microsecond's first)."""
-    return (math.floor(min(now, _FAR) * 1_000_000) + 1) << _NUMBER_BITS
+    return _entry(now, 0) + (1 << _NUMBER_BITS)
 
 
 class Poller:
