@@ -28,7 +28,15 @@ from ._convert import converter
 from ._errors import InvalidRequestError, SunoMp4Error
 from ._models import CallbackPayload
 from ._serving import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT, GuardedServer
-from ._untrusted import UntrustedDataError, check_id, loads, redact, register_secret, short
+from ._untrusted import (
+    UntrustedDataError,
+    check_id,
+    check_url,
+    loads,
+    redact,
+    register_secret,
+    short,
+)
 
 __all__ = [
     "CallbackAnswer",
@@ -46,7 +54,9 @@ logger = logging.getLogger("suno_mp4.listener")
 
 class CallbackSink(Protocol):
     """Where callbacks go: the client's pending jobs (its job registry). What a relay or
-    a listener needs of a client, and nothing more."""
+    a listener needs of a client, and nothing more. (A sink whose ``closed`` attribute is
+    not ``None``, a closing client's, takes no more: the listener relays the callback or
+    answers 503, so that the sender tries again.)"""
 
     def deliver(self, payload: CallbackPayload, *, buffer: bool = True) -> bool:
         """Hand ``payload`` to its job; returns whether it resolved one. A callback for a
@@ -88,10 +98,21 @@ def parse_callback(data: Any) -> CallbackPayload | None:
         check_id(inner.get("task_id"))
     except UntrustedDataError:
         return None
-    if not isinstance(data.get("code"), int) or isinstance(data.get("code"), bool):
+    code = data.get("code")
+    if not isinstance(code, int) or isinstance(code, bool):
         return None
     url = inner.get("video_url")
-    if url is not None and not isinstance(url, str):
+    if url is not None:
+        # Checked before the sender is told "received" (it would not send it again): a
+        # success naming no usable URL is refused, and the job is left to its safety poll.
+        try:
+            check_url(url, what="video URL")
+        except UntrustedDataError:
+            return None
+    msg = data.get("msg")
+    if msg is None:
+        data = {**data, "msg": ""}
+    elif not isinstance(msg, str):
         return None
     try:
         return converter.structure(data, CallbackPayload)
@@ -141,6 +162,20 @@ def parse_callback_body(body: bytes | str) -> tuple[CallbackPayload, dict[str, A
     return payload, data
 
 
+#: The longest message a relayed callback carries.
+_RELAYED_MSG_CHARS = 500
+
+
+def _relayed(payload: CallbackPayload) -> dict[str, Any]:
+    """What a relay stores and publishes of a callback: what resolving its job reads, with a
+    bounded message; not the rest of the body (kept for days, for a task id anyone who
+    holds the URL can make up)."""
+    inner: dict[str, Any] = {"task_id": payload.task_id}
+    if payload.video_url is not None:
+        inner["video_url"] = payload.video_url
+    return {"code": payload.code, "msg": payload.msg[:_RELAYED_MSG_CHARS], "data": inner}
+
+
 def verify_signature(
     key: str | bytes,
     task_id: str,
@@ -152,14 +187,19 @@ def verify_signature(
 ) -> bool:
     """Whether ``X-Webhook-Signature`` is the upstream's signature of ``task_id`` and
     ``X-Webhook-Timestamp``, and the timestamp is within ``max_skew`` seconds of now."""
-    try:
-        when = int(timestamp)
-    except ValueError:
+    # Whole seconds of the Unix epoch: ASCII digits only, and few of them (int() would take
+    # "١٢", "+1" or a thousand digits, and a huge one cannot be compared with a float).
+    if not isinstance(timestamp, str) or not _TIMESTAMP.fullmatch(timestamp):
         return False
-    if abs((time.time() if now is None else now) - when) > max_skew:
+    if abs((time.time() if now is None else now) - int(timestamp)) > max_skew:
         return False
     expected = sign(key, task_id, timestamp)
     return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
+
+
+_TIMESTAMP = re.compile(r"[0-9]{1,18}")
+#: A declared body length: ASCII digits only (``str.isdigit`` takes "²"), at most 18 of them.
+_LENGTH = re.compile(r"[0-9]{1,18}")
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -170,6 +210,19 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
         lowered = name.lower()
         value = next((v for k, v in headers.items() if k.lower() == lowered), None)
     return value
+
+
+def _header_values(headers: Mapping[str, str], name: str) -> list[str]:
+    """Every value of a header that may be repeated (a plain mapping holds one at most)."""
+    if isinstance(headers, CIMultiDictProxy | CIMultiDict):
+        return headers.getall(name, [])
+    getlist = getattr(headers, "getlist", None)  # Starlette's and Werkzeug's headers
+    if callable(getlist):
+        values = getlist(name)
+        if isinstance(values, list) and values and all(isinstance(v, str) for v in values):
+            return values
+    value = _header(headers, name)
+    return [] if value is None else [value]
 
 
 class _MaskSecrets(logging.Filter):
@@ -398,10 +451,19 @@ class CallbackListener:
         if not hmac.compare_digest(token.encode("utf-8", "replace"), self._secret.encode()):
             return self._answer(403, "unknown callback URL")
         length = _header(headers, "Content-Length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            return self._answer(413, "callback body too large")
-        if (_header(headers, "Content-Encoding") or "identity").strip().lower() != "identity":
+        if length is not None:
+            length = length.strip()
+            if not _LENGTH.fullmatch(length):
+                return self._answer(400, "callback Content-Length is not a number")
+            if int(length) > self.max_body:
+                return self._answer(413, "callback body too large")
+        if any(
+            coding.strip().lower() not in ("", "identity")
+            for value in _header_values(headers, "Content-Encoding")
+            for coding in value.split(",")
+        ):
             # The provider sends plain JSON; a compressed body could expand a thousandfold.
+            # (Every Content-Encoding header counts: aiohttp decodes by the last one.)
             return self._answer(415, "compressed callback bodies are not accepted")
         return None
 
@@ -426,7 +488,7 @@ class CallbackListener:
         if len(body) > self.max_body:
             return self._answer(413, "callback body too large")
         try:
-            payload, data = parse_callback_body(body)
+            payload, _ = parse_callback_body(body)
         except CallbackError as exc:
             return self._answer(exc.status, str(exc))
         if self._hmac_key is not None and not verify_signature(
@@ -439,13 +501,15 @@ class CallbackListener:
             return self._answer(401, "callback signature missing, invalid or stale")
         sink = self._sink
         relay = self._relay
+        if sink is not None and getattr(sink, "closed", None) is not None:
+            sink = None  # closing: its jobs end unresolved (and resumable); not "received"
         if sink is None and relay is None:
             return self._answer(503, "no client is running")
         if relay is not None and (sink is None or not sink.holds(payload.task_id)):
             # Another process may await it (or this one, a moment from now): the relay
             # stores it before we say "received", so the sender retries if it cannot.
             try:
-                await relay.publish(payload.task_id, data)
+                await relay.publish(payload.task_id, _relayed(payload))
             except Exception as exc:
                 logger.warning(
                     "could not relay the callback for %s: %s", short(payload.task_id), exc

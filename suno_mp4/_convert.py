@@ -84,8 +84,8 @@ def _parse_time(value: object) -> datetime | None:
         else:
             return None
     if isinstance(value, int | float):
-        seconds = value / 1000 if value > 100_000_000_000 else float(value)
-        try:
+        try:  # a 400-digit int cannot even be divided into a float
+            seconds = value / 1000 if value > 100_000_000_000 else float(value)
             return datetime.fromtimestamp(seconds, UTC)
         except (OverflowError, OSError, ValueError):
             return None
@@ -258,6 +258,10 @@ converter.register_unstructure_hook(
 
 
 def _flatten_callback(wire: dict[str, Any]) -> None:
+    # The task and its URL are read from ``data`` only: the same names outside it are not
+    # the contract's, and are dropped rather than taken for them.
+    wire.pop("task_id", None)
+    wire.pop("video_url", None)
     data = wire.pop("data", None)
     if isinstance(data, Mapping):
         for key, value in data.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -13,10 +14,12 @@ import aiohttp
 import anyio
 
 from ._backoff import Backoff
+from ._clock import loop_time
 from ._config import RetryPolicy
 from ._errors import (
     APIError,
     InvalidRequestError,
+    RateLimitError,
     ServerError,
     TransportError,
     VideoExpiredError,
@@ -24,7 +27,7 @@ from ._errors import (
     map_exceptions,
 )
 from ._models import MusicVideo
-from ._transport import Transport
+from ._transport import Transport, parse_retry_after
 from ._untrusted import UntrustedDataError, check_url, file_in, safe_name, short
 
 __all__ = ["Progress", "download"]
@@ -35,6 +38,16 @@ logger = logging.getLogger("suno_mp4.download")
 Progress = Callable[[int, int | None], object]
 
 CHUNK = 1024 * 1024
+#: The largest video downloaded (a music video is tens of MB).
+MAX_VIDEO_BYTES = 4 * 1024**3
+#: The slowest transfer kept going (bytes a second, over a request timeout's window).
+MIN_RATE = 1024
+
+
+def _range_start(value: str | None) -> int | None:
+    """The first byte of a ``Content-Range: bytes START-END/TOTAL`` header, if it has one."""
+    match = re.fullmatch(r"\s*bytes\s+([0-9]{1,18})-[0-9]{1,18}/(?:[0-9]{1,18}|\*)\s*", value or "")
+    return None if match is None else int(match.group(1))
 
 
 def target_path(url: str, path: str | os.PathLike[str]) -> Path:
@@ -82,11 +95,19 @@ async def download(
         try:
             await _fetch(transport, url, part, progress, chunk_size)
             break
-        except (TransportError, ServerError) as exc:
+        except (TransportError, APIError) as exc:
+            # Cut transfers, 5xx, and 429 / 455 (a pause the server asked for) are retried,
+            # as for polls; other refusals (403, 401, ...) will not get better.
+            if not isinstance(exc, TransportError | ServerError) and not exc.retryable:
+                raise
             if backoff.attempt + 1 >= retry.attempts:
                 raise
             delay = backoff.next_delay()
-            logger.info(
+            if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+                if exc.retry_after > retry.max_retry_after:
+                    raise
+                delay = max(delay, exc.retry_after)
+            logger.warning(
                 "download of %s interrupted (%s); resuming in %.2f s", short(url, 200), exc, delay
             )
             await anyio.sleep(delay)
@@ -118,13 +139,26 @@ async def _fetch(
                 f"HTTP {resp.status} downloading the video",
                 endpoint=url,
                 http_status=resp.status,
+                retry_after=parse_retry_after(resp.headers.get("Retry-After")),
             )
             raise err
         resumed = resp.status == 206 and offset > 0
+        if resp.status == 206 and _range_start(resp.headers.get("Content-Range")) != offset:
+            # Not the part asked for: appended, it would make a file of the right length
+            # with the wrong bytes. Start over.
+            await apart.unlink(missing_ok=True)
+            raise TransportError(
+                "the answer's Content-Range is not the part asked for; restarting the download",
+                endpoint=url,
+            )
         done = offset if resumed else 0
         total = resp.content_length
         if total is not None and resumed:
             total += offset
+        if total is not None and total > MAX_VIDEO_BYTES:
+            raise TransportError(
+                f"the video is said to be {total} bytes, more than {MAX_VIDEO_BYTES}", endpoint=url
+            )
         done = await _write_pipelined(
             resp,
             part,
@@ -134,6 +168,7 @@ async def _fetch(
             progress=progress,
             chunk_size=chunk_size,
             url=url,
+            window=transport.timeout,
         )
         if total is not None and done != total:
             raise TransportError(f"download ended at {done} of {total} bytes", endpoint=url)
@@ -149,13 +184,17 @@ async def _write_pipelined(
     progress: Progress | None,
     chunk_size: int,
     url: str,
+    window: float,
 ) -> int:
     """Stream the body into ``part``; returns the byte count reached (also when cut: what
-    arrived is on disk, for the resume)."""
+    arrived is on disk, for the resume). A transfer slower than ``MIN_RATE`` bytes a second
+    over a ``window`` (the request timeout), or past ``MAX_VIDEO_BYTES``, is cut: a server
+    dripping bytes must not hold it forever (each byte resets the read timeout)."""
     out = await anyio.to_thread.run_sync(open, part, "ab" if append else "wb")
     try:
         if progress is not None:
             progress(done, total)
+        window_start, window_done = loop_time(), done
         with map_exceptions(url):
             async for chunk in resp.content.iter_chunked(chunk_size):
                 # A write of at most 1 MiB into the page cache takes well under a
@@ -165,6 +204,16 @@ async def _write_pipelined(
                 done += len(chunk)
                 if progress is not None:
                     progress(done, total)
+                if done > MAX_VIDEO_BYTES:
+                    raise TransportError(f"the video is over {MAX_VIDEO_BYTES} bytes", endpoint=url)
+                now = loop_time()
+                if now - window_start >= window:
+                    if done - window_done < MIN_RATE * (now - window_start):
+                        raise TransportError(
+                            f"download slower than {MIN_RATE} bytes/s for {window:g} s",
+                            endpoint=url,
+                        )
+                    window_start, window_done = now, done
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(out.close)

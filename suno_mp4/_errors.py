@@ -347,7 +347,7 @@ def error_for_code(
 
 
 #: What :func:`transport_error` translates.
-AIOHTTP_FAILURES = (TimeoutError, aiohttp.ClientError)
+AIOHTTP_FAILURES = (TimeoutError, aiohttp.ClientError, UnicodeError)
 
 
 def transport_error(exc: BaseException, endpoint: str) -> TransportError:
@@ -356,6 +356,14 @@ def transport_error(exc: BaseException, endpoint: str) -> TransportError:
         # The TCP connection was never made: the server certainly did not see it.
         return TransportError(
             f"cannot connect to {endpoint}: {exc.os_error}", endpoint=endpoint, sent=False
+        )
+    if isinstance(exc, UnicodeError):
+        # The resolver could not encode the host name (an empty or 64-letter label, say):
+        # nothing was sent.
+        return TransportError(
+            f"cannot connect to {endpoint}: its host name is not valid",
+            endpoint=endpoint,
+            sent=False,
         )
     what = "timed out" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
     return TransportError(f"request to {endpoint} failed: {what}", endpoint=endpoint)

@@ -21,8 +21,6 @@ from ._callbacks import CallbackRelay
 from ._clock import loop_time
 from ._errors import (
     APIError,
-    ClientClosedError,
-    JobTimeoutError,
     ServerError,
     SubmissionInDoubtError,
     TransportError,
@@ -272,8 +270,12 @@ class Ledger:
         record = job._record
         assert record is not None
         error = job.exception()
-        if isinstance(error, ClientClosedError | JobTimeoutError):
-            return  # the remote task goes on: the record stays resumable
+        if error is not None and not isinstance(error, VideoGenerationError):
+            # Not the API saying the rendering failed (a closed client, a wait that ran out,
+            # a refused key, an unusable answer...): the remote task may yet finish, so the
+            # record stays resumable (a later run attaches to it and asks again, sending
+            # nothing), instead of reading "failed" and inviting a paid re-submit.
+            return
         if error is None:
             final = attrs.evolve(record, state=DONE, video=job.result(), updated_at=time.time())
         else:

@@ -57,9 +57,9 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
+            seconds = when.timestamp() - (time.time() if now is None else now)
+        except (TypeError, ValueError, OverflowError):  # a zone offset of 20 digits, ...
             return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
     if math.isnan(seconds):
         return None
     return max(0.0, seconds)
@@ -72,6 +72,14 @@ def _request_id(headers: Mapping[str, str]) -> str | None:
         if value:
             return short(value, 100)
     return None
+
+
+class _HookFailed(Exception):
+    """``before_send`` failed (the write-ahead record was not written): the request was not
+    sent and must not be, so its error is raised as it is, never retried."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
 
 
 def _with_attempts(exc: APIError | TransportError, attempts: int) -> Exception:
@@ -147,6 +155,8 @@ class Transport:
         self._request_headers = None if files is not None else self._headers
         self.retry = retry
         self.limiter = limiter
+        #: Seconds a request may take (a download: between two reads).
+        self.timeout = timeout
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._codes = codes
         self._rng = rng or random.Random()
@@ -178,6 +188,7 @@ class Transport:
         ``before_send`` is called once, just before the request first goes out (after the
         rate limiter let it through), and what it returns awaited unless it is ``None``:
         the write-ahead record of a submit (a store that never waits writes it at once).
+        If it fails, nothing is sent, and its error is raised as it is (never retried).
         """
         retry = 0
         sends = 0
@@ -198,10 +209,14 @@ class Transport:
                     # unknown, in doubt and never re-sent.)
                     with self._scope_type(shield=True):
                         if before_send is not None:
-                            writing = before_send()
-                            before_send = None
-                            if writing is not None:
-                                await writing
+                            hook, before_send = before_send, None
+                            try:
+                                writing = hook()
+                                if writing is not None:
+                                    await writing
+                            except Exception as exc:
+                                # Never retried: a retry would go out with no record.
+                                raise _HookFailed(exc) from None
                         sends += 1
                         data = await self._send_once(
                             method, path, json_body, params, task_id, kind, sends
@@ -211,6 +226,10 @@ class Transport:
                     data = await self._send_once(
                         method, path, json_body, params, task_id, kind, sends
                     )
+            except _HookFailed as failed:
+                permit.release(ok=False)
+                error = failed.error
+                raise error from error.__cause__
             except RateLimitError as exc:
                 permit.release(ok=False)
                 now = loop_time()

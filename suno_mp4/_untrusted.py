@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import zlib
 from pathlib import Path
@@ -58,6 +59,8 @@ def loads(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
         value = _DECODER.decode(data)
     except RecursionError as exc:
         raise UntrustedDataError("JSON nested too deeply") from exc
+    except UntrustedDataError:
+        raise
     except (ValueError, UnicodeDecodeError) as exc:
         raise UntrustedDataError(f"not JSON ({type(exc).__name__})") from exc
     if _openings(data) > max_depth:  # fewer brackets than levels: no walk needed
@@ -69,8 +72,17 @@ def _no_constant(name: str) -> Any:
     raise UntrustedDataError(f"{name} is not JSON")
 
 
+def _finite(text: str) -> float:
+    """A JSON number with a fraction or exponent: ``1e999`` would be ``inf``, which no JSON
+    encoder writes back as JSON (a relay, a store) and no comparison bounds."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise UntrustedDataError(f"number out of range: {short(text, 40)}")
+    return value
+
+
 #: One decoder for every answer: ``json.loads`` with an argument builds a new one per call.
-_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
 
 
 def _openings(data: bytes | str) -> int:
@@ -121,9 +133,10 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
 
 _SECRETS: set[str] = set()
 #: C0 and C1 controls, DEL, line/paragraph separators and bidirectional overrides: they can
-#: rewrite a terminal line, forge a log line or reorder what a reader sees.
+#: rewrite a terminal line, forge a log line or reorder what a reader sees. And lone
+#: surrogates: no UTF-8 file, log or database can hold them.
 _CONTROL = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
 )
 
 
@@ -211,6 +224,10 @@ def check_url(value: object, *, what: str = "URL") -> str:
         raise UntrustedDataError(f"{what} is not a valid URL: {short(value)!r}") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UntrustedDataError(f"{what} must be an http(s) URL with a host, got {short(value)!r}")
+    try:
+        parts.hostname.encode("idna")  # as the resolver will: "a..b" or a 64-letter label fail
+    except UnicodeError:
+        raise UntrustedDataError(f"{what} has no valid host name: {short(value)!r}") from None
     return value
 
 

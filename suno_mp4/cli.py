@@ -1,6 +1,7 @@
 """The ``suno-mp4`` command line (needs the ``cli`` extra: click and rich).
 
-Exit codes: 0 all done, 1 some items failed, 2 usage error, 3 authentication or credits.
+Exit codes: 0 all done, 1 some items failed, 2 usage error, 3 authentication or credits,
+130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations

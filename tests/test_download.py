@@ -5,12 +5,22 @@ from __future__ import annotations
 import hashlib
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
+from aiohttp import web
 from suno_mp4_sandbox import PlaceholderRenderer, Sandbox
 
-from suno_mp4 import Client, InvalidRequestError, MusicVideo, VideoExpiredError
+from suno_mp4 import (
+    Client,
+    InvalidRequestError,
+    MusicVideo,
+    RateLimitError,
+    RetryPolicy,
+    TransportError,
+    VideoExpiredError,
+)
 
 from .conftest import FAST_POLL, FAST_RETRY
 
@@ -125,3 +135,128 @@ async def test_memory_stays_flat_for_a_200_mb_file(tmp_path: Path) -> None:
     assert path.stat().st_size == size
     print(f"\n200 MB download: peak Python memory {peak:.1f} MB above the start")
     assert peak < 20  # chunks stream through; the file never sits in memory
+
+
+# A hostile file server: answers the sandbox cannot give.
+
+_FILE = bytes(range(256)) * 8  # 2,048 bytes, no two 256-byte blocks' offsets alike
+
+
+@pytest.fixture
+async def files() -> Any:
+    """A file server on 127.0.0.1 whose ``/f`` answers are scripted by ``script[n]`` (the
+    n-th request), each a coroutine function of the request; ``hits`` counts requests."""
+    state: dict[str, Any] = {"script": [], "hits": 0, "ranges": []}
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        n = state["hits"]
+        state["hits"] += 1
+        state["ranges"].append(request.headers.get("Range"))
+        script = state["script"]
+        handler = script[min(n, len(script) - 1)]
+        result: web.StreamResponse = await handler(request)
+        return result
+
+    app = web.Application()
+    app.router.add_get("/f/{name}", serve)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    state["url"] = f"http://127.0.0.1:{runner.addresses[0][1]}/f/v.mp4"
+    try:
+        yield state
+    finally:
+        await runner.cleanup()
+
+
+async def _whole(_request: web.Request) -> web.StreamResponse:
+    return web.Response(body=_FILE, content_type="video/mp4")
+
+
+def _refuse(status: int, retry_after: str | None = None) -> Any:
+    async def answer(_request: web.Request) -> web.StreamResponse:
+        headers = {} if retry_after is None else {"Retry-After": retry_after}
+        return web.Response(status=status, headers=headers, text="{}")
+
+    return answer
+
+
+async def _wrong_range(request: web.Request) -> web.StreamResponse:
+    """A 206 for the bytes from 0 (not those asked for), of the length that was asked."""
+    part = _FILE[: len(_FILE) - 1000]
+    headers = {"Content-Range": f"bytes 0-{len(part) - 1}/{len(_FILE)}"}
+    return web.Response(status=206, body=part, headers=headers)
+
+
+async def _drip(request: web.Request) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"Content-Length": "1000000"})
+    await resp.prepare(request)
+    for _ in range(10_000):
+        await resp.write(b"x")
+        await anyio.sleep(0.02)
+    return resp
+
+
+async def _to_bad_host(_request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("http://a..b/v.mp4")
+
+
+def _client_for(files: dict[str, Any], **kw: Any) -> Client:
+    retry = RetryPolicy(attempts=3, initial_backoff=0.01, max_backoff=0.05)
+    return Client("k" * 20, base_url="http://127.0.0.1:9", retry=retry, **kw)
+
+
+@pytest.mark.parametrize(
+    "first", [_refuse(429, "0"), _refuse(455), _refuse(503)], ids=["429", "455", "503"]
+)
+async def test_a_download_refused_for_a_while_is_retried(
+    files: dict[str, Any], tmp_path: Path, first: Any
+) -> None:
+    files["script"] = [first, _whole]
+    async with _client_for(files) as client:
+        with anyio.fail_after(10):
+            path = await client.download(files["url"], tmp_path / "v.mp4")
+    assert path.read_bytes() == _FILE and files["hits"] == 2
+
+
+async def test_a_download_refused_for_longer_than_max_retry_after_raises(
+    files: dict[str, Any], tmp_path: Path
+) -> None:
+    files["script"] = [_refuse(429, "100000"), _whole]
+    async with _client_for(files) as client:
+        with anyio.fail_after(10), pytest.raises(RateLimitError):
+            await client.download(files["url"], tmp_path / "v.mp4")
+    assert files["hits"] == 1
+
+
+async def test_a_resumed_download_checks_the_range_it_was_given(
+    files: dict[str, Any], tmp_path: Path
+) -> None:
+    # Appended, the wrong part would make a file of the right length with the wrong bytes.
+    (tmp_path / ".v.mp4.part").write_bytes(_FILE[:1000])  # what an earlier, cut try kept
+    files["script"] = [_wrong_range, _whole]
+    async with _client_for(files) as client:
+        with anyio.fail_after(10):
+            path = await client.download(files["url"], tmp_path / "v.mp4")
+    assert path.read_bytes() == _FILE
+    assert files["ranges"] == ["bytes=1000-", None]
+
+
+async def test_a_server_dripping_bytes_cannot_hold_a_download(
+    files: dict[str, Any], tmp_path: Path
+) -> None:
+    files["script"] = [_drip]
+    async with _client_for(files, timeout=0.3) as client:
+        with anyio.fail_after(20), pytest.raises(TransportError, match="slower than"):
+            await client.download(files["url"], tmp_path / "v.mp4")
+    assert files["hits"] == 3  # each attempt cut, then the error
+
+
+async def test_a_redirect_to_a_host_no_resolver_takes_is_a_typed_error(
+    files: dict[str, Any], tmp_path: Path
+) -> None:
+    files["script"] = [_to_bad_host]
+    async with _client_for(files) as client:
+        with anyio.fail_after(10), pytest.raises(TransportError, match="host name"):
+            await client.download(files["url"], tmp_path / "v.mp4")

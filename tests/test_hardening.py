@@ -112,7 +112,7 @@ async def test_a_flood_of_unknown_task_ids_stays_bounded_and_real_callbacks_pass
                         body = {
                             "code": 200,
                             "msg": "",
-                            "data": {"task_id": f"junk-{i}", "video_url": "x"},
+                            "data": {"task_id": f"junk-{i}", "video_url": "http://x.invalid/v.mp4"},
                         }
                         async with session.post(listener.callback_url, json=body) as r:
                             assert r.status == 200

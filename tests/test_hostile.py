@@ -33,6 +33,7 @@ from suno_mp4 import (
     InvalidRequestError,
     MusicVideo,
     PollPolicy,
+    RateLimitError,
     RetryPolicy,
     ServerError,
     SQLiteJobStore,
@@ -143,7 +144,9 @@ async def test_cli_download_by_task_id_keeps_the_file_in_the_folder(
 # 2. One job's bad data fails that job alone.
 
 
-@pytest.mark.parametrize("complete_time", ["9999-12-31 23:59:59", 253402300799000, -1e30, "0"])
+@pytest.mark.parametrize(
+    "complete_time", ["9999-12-31 23:59:59", 253402300799000, -1e30, "0", 10**400, -(10**400)]
+)
 async def test_a_completion_time_out_of_range_never_kills_the_client(
     server: Hostile, complete_time: object
 ) -> None:
@@ -303,6 +306,57 @@ async def test_aclose_from_another_task_closes_cleanly(server: Hostile) -> None:
     assert len(outcome) == 1
     with pytest.raises(ClientClosedError):
         client.job("x")
+
+
+@pytest.mark.parametrize(
+    "url", ["http://a..b/x.mp4", f"http://{'a' * 64}.example/x.mp4", "http://x.example/\udc80"]
+)
+async def test_a_video_url_no_resolver_or_store_takes_fails_its_job_alone(
+    server: Hostile, url: str
+) -> None:
+    good_url = server.video_url("ok.mp4")
+    server.details["bad"] = lambda _req: success("bad", url)
+    server.details["good"] = lambda _req: success("good", good_url)
+    async with _client(server) as client:
+        bad, good = client.job("bad"), client.job("good")
+        with anyio.fail_after(10):
+            with pytest.raises(ServerError, match="unusable"):
+                await bad
+            assert (await good).video_url == good_url
+
+
+def _throttled(retry_after: str) -> web.Response:
+    return web.json_response(
+        envelope(None, code=429, msg="slow down"), status=429, headers={"Retry-After": retry_after}
+    )
+
+
+async def test_a_retry_after_no_clock_can_read_leaves_a_refused_submit_refused(
+    server: Hostile,
+) -> None:
+    server.submit = lambda _req: _throttled("Mon, 01 Jan 2020 00:00:00 +99999999999999999999")
+    retry = RetryPolicy(attempts=1, max_throttle_wait=0)
+    async with _client(server, retry=retry) as client:
+        with anyio.fail_after(10), pytest.raises(RateLimitError):
+            await client.create_video("track-1", "audio-1")
+        assert await client.unknown_submissions() == []  # certainly not taken: not in doubt
+        with pytest.raises(RateLimitError):
+            await client.create_video("track-1", "audio-1")  # may be sent again
+    assert server.submits >= 2
+
+
+async def test_a_poll_told_to_come_back_much_later_fails_its_job_instead_of_stalling(
+    server: Hostile,
+) -> None:
+    server.details["slow"] = lambda _req: _throttled("100000")
+    server.details["good"] = lambda _req: success("good", server.video_url("ok.mp4"))
+    async with _client(server, poll=PollPolicy(initial_delay=0.01, max_wait=3600)) as client:
+        slow, good = client.job("slow"), client.job("good")
+        with anyio.fail_after(10):
+            with pytest.raises(RateLimitError) as info:
+                await slow
+            await good
+    assert info.value.retry_after == 100000
 
 
 # 6. Other edges.

@@ -132,6 +132,29 @@ def _signed(task_id: str, key: bytes = b"k3y", at: float | None = None) -> dict[
     return {"X-Webhook-Timestamp": stamp, "X-Webhook-Signature": sign(key, task_id, stamp)}
 
 
+def _sig(task_id: str, stamp: str, key: bytes = b"k3y") -> dict[str, str]:
+    return {"X-Webhook-Signature": sign(key, task_id, stamp)}
+
+
+_BAD_URLS = [
+    "file:///etc/passwd",
+    "../../etc/passwd",
+    "javascript:alert(1)",
+    "http://a..b/x.mp4",
+    "http://" + "a" * 64 + ".example/x.mp4",
+    "http://x.example/\udc80.mp4",
+]
+
+
+def _with(task_id: str, **fields: object) -> bytes:
+    """A success callback for ``task_id`` with ``fields`` in place of (or beside) its own:
+    ``msg`` at the top, anything else in ``data``."""
+    data: dict[str, object] = {"task_id": task_id, "video_url": "http://evil/x.mp4"}
+    msg = fields.pop("msg", "ok")
+    data.update(fields)
+    return json.dumps({"code": 200, "msg": msg, "data": data}).encode()
+
+
 def _body(task_id: str) -> bytes:
     return json.dumps(
         {"code": 200, "msg": "ok", "data": {"task_id": task_id, "video_url": "http://evil/x.mp4"}}
@@ -159,6 +182,22 @@ async def test_refused_callbacks_resolve_nothing(
         (good, b'{"code": "200", "msg": "", "data": {"task_id": "x"}}', _signed(tid), 422),
         (good, b'{"code": 200, "msg": "", "data": {"video_url": "u"}}', _signed(tid), 422),
         (good, b"[" + b" " * 5000 + b"]", _signed(tid), 413),
+        # A timestamp no float can hold, correctly signed: refused, not a 500.
+        (good, _body(tid), {"X-Webhook-Timestamp": "9" * 400, **_sig(tid, "9" * 400)}, 401),
+        (good, _body(tid), {"X-Webhook-Timestamp": "١٢٣", **_sig(tid, "١٢٣")}, 401),
+        # A number no JSON encoder writes back (a relay would store it as "Infinity").
+        (
+            good,
+            _body(tid).replace(b'"code": 200', b'"code": 200, "size": 1e999'),
+            _signed(tid),
+            400,
+        ),
+        (good, _with(tid, msg=["not", "text"]), _signed(tid), 422),
+    ] + [
+        # A success naming no usable video URL: refused before "received", so the job is
+        # left to its safety poll instead of failing for good.
+        (good, _with(tid, video_url=url), _signed(tid), 422)
+        for url in _BAD_URLS
     ]
     with anyio.fail_after(10):
         for url, body, headers, expected in cases:
@@ -246,3 +285,94 @@ async def test_a_listener_a_remote_api_cannot_reach_is_flagged(
     async with Client("k", base_url="https://api.example.invalid", callbacks=listener):
         pass
     assert "no public_url" not in caplog.text
+
+
+# What a framework hands to receive(): headers as it parsed them.
+
+
+class _Listy:
+    """Headers the way Starlette and Werkzeug hold them: ``get`` gives one value,
+    ``getlist`` every value of a repeated header."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self._pairs = pairs
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return next((v for k, v in self._pairs if k.lower() == name.lower()), default)
+
+    def getlist(self, name: str) -> list[str]:
+        return [v for k, v in self._pairs if k.lower() == name.lower()]
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._pairs)
+
+
+@pytest.mark.parametrize(
+    ("pairs", "expected"),
+    [
+        ([("Content-Length", "²")], 400),  # str.isdigit() says yes, int() says no
+        ([("Content-Length", "1" * 5000)], 400),  # past int()'s 4300 digits
+        ([("Content-Length", "+12")], 400),
+        ([("Content-Length", "")], 400),
+        ([("Content-Length", "99999")], 413),
+        # Two Content-Encoding headers: aiohttp would decode by the last one.
+        ([("Content-Encoding", "identity"), ("Content-Encoding", "gzip")], 415),
+        ([("Content-Encoding", "identity, gzip")], 415),
+    ],
+)
+@pytest.mark.parametrize("kind", ["multidict", "getlist"])
+async def test_receive_refuses_hostile_headers_with_a_4xx(
+    sandbox: Sandbox, pairs: list[tuple[str, str]], expected: int, kind: str
+) -> None:
+    from multidict import CIMultiDict
+
+    listener = CallbackListener(max_body=4096)
+    listener.use_own_route("http://127.0.0.1:9")
+    async with _client(sandbox, listener) as client:
+        job = await client.create_video(*sandbox.add_track())
+        headers = CIMultiDict(pairs) if kind == "multidict" else _Listy(pairs)
+        body = _body(job.task_id)
+        answer = await listener.receive(listener.callback_url, headers, body)  # type: ignore[arg-type]
+        assert answer.status == expected, answer.message
+        assert not job.done()
+        ok = await listener.receive(listener.callback_url, {"content-length": str(len(body))}, body)
+        assert ok.status == 200 and job.done()
+
+
+async def test_an_early_callback_is_kept_small_whatever_its_body(sandbox: Sandbox) -> None:
+    listener = CallbackListener()
+    async with _client(sandbox, listener) as client:
+        body = json.dumps(
+            {
+                "code": 500,
+                "msg": "m" * 5_000,
+                "data": {"task_id": "not-yet", "junk": [[]] * 5_000},
+                "more": "x" * 5_000,
+            }
+        ).encode()
+        assert await _post(listener.callback_url, body) == 200
+        _, kept = client._registry._early["not-yet"]
+        assert kept.extra == {} and len(kept.msg) <= 500
+        assert kept.code == 500 and kept.task_id == "not-yet"
+
+
+async def test_a_video_url_outside_data_is_not_taken_for_the_jobs(sandbox: Sandbox) -> None:
+    listener = CallbackListener()
+    async with _client(sandbox, listener) as client:
+        job = await client.create_video(*sandbox.add_track())
+        body = {"code": 200, "msg": "ok", "video_url": "http://evil/x.mp4"}
+        body["data"] = {"task_id": job.task_id}
+        assert await _post(listener.callback_url, json.dumps(body).encode()) == 200
+        assert not job.done()  # nothing usable: the safety poll will tell
+
+
+async def test_a_closing_client_answers_callbacks_503_so_they_come_again(
+    sandbox: Sandbox,
+) -> None:
+    from suno_mp4 import ClientClosedError
+
+    listener = CallbackListener()
+    async with _client(sandbox, listener) as client:
+        job = await client.create_video(*sandbox.add_track())
+        client._registry.close(ClientClosedError("closing"))  # as aclose() does first
+        assert await _post(listener.callback_url, _body(job.task_id)) == 503

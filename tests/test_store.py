@@ -15,7 +15,15 @@ import pytest
 from anyio.streams.text import TextReceiveStream
 from suno_mp4_sandbox import Sandbox
 
-from suno_mp4 import Client, JobRecord, SQLiteJobStore, VideoRequest
+from suno_mp4 import (
+    AuthenticationError,
+    Client,
+    JobRecord,
+    MemoryJobStore,
+    SQLiteJobStore,
+    TransportError,
+    VideoRequest,
+)
 from suno_mp4._store import DONE, SUBMITTED, SUBMITTING, UNKNOWN
 
 from .conftest import FAST_POLL, FAST_RETRY
@@ -184,3 +192,70 @@ async def test_a_store_failing_after_the_submit_still_hands_over_the_job(
         assert video.task_id == job.task_id
         assert sum(sb.stats.submits.values()) == 1
     assert "could not record" in caplog.text
+
+
+class _StoreThatCannotWrite(MemoryJobStore):
+    """A store whose write-ahead insert fails (``raises``) or never returns."""
+
+    def __init__(self, raises: bool) -> None:
+        super().__init__()
+        self.raises = raises
+        self.inserts = 0
+
+    async def insert(self, record: JobRecord) -> JobRecord | None:
+        self.inserts += 1
+        if self.raises:
+            raise TransportError("the store is down", endpoint="job store", sent=False)
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize("raises", [True, False], ids=["store-error", "store-hangs"])
+async def test_a_write_ahead_that_fails_sends_nothing_and_is_not_retried(raises: bool) -> None:
+    # The error says "nothing was sent" (sent=False), which the transport retries for a
+    # submit: a retry would have gone out with no record, billed and unrecorded.
+    store = _StoreThatCannotWrite(raises)
+    async with Sandbox(render_time=0.05) as sb:
+        track = sb.add_track()
+        async with Client(
+            sb.api_key, base_url=sb.base_url, retry=FAST_RETRY, store=store, timeout=0.2
+        ) as c:
+            with anyio.fail_after(20), pytest.raises(TransportError) as info:
+                await c.create_video(*track)
+            assert info.value.sent is False
+            assert await c.unknown_submissions() == []
+        assert store.inserts == 1
+        assert sum(sb.stats.submits.values()) == 0
+
+
+async def test_a_job_that_failed_for_another_reason_than_rendering_stays_resumable(
+    tmp_path: Path,
+) -> None:
+    # Its polls were refused (a wrong key, say): the video may well be rendering. The
+    # record must not read "failed" (a re-run would report a render failure, and only a
+    # paid re-submit would get the video); the next run attaches to it and asks again.
+    db = tmp_path / "jobs.db"
+    async with Sandbox(render_time=0.2) as sb:
+        track = sb.add_track()
+        store = SQLiteJobStore(db)
+        async with Client(
+            sb.api_key, base_url=sb.base_url, store=store, poll=FAST_POLL, retry=FAST_RETRY
+        ) as c:
+            job = await c.create_video(*track)
+            key, sb.api_key = sb.api_key, "sk-revoked-meanwhile"  # its polls now get 401
+            with anyio.fail_after(10), pytest.raises(AuthenticationError):
+                await job
+            await anyio.wait_all_tasks_blocked()
+        await store.aclose()
+        sb.api_key = key
+        store = SQLiteJobStore(db)
+        assert (await store.find_task(job.task_id)).state == SUBMITTED  # type: ignore[union-attr]
+        async with Client(
+            sb.api_key, base_url=sb.base_url, store=store, poll=FAST_POLL, retry=FAST_RETRY
+        ) as c:
+            again = await c.create_video(*track)
+            with anyio.fail_after(10):
+                video = await again
+        await store.aclose()
+        assert again.task_id == job.task_id and video.task_id == job.task_id
+        assert sb.stats.submits[track] == 1

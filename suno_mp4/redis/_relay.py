@@ -28,9 +28,11 @@ class RedisCallbackRelay:
 
     ``publish`` stores the callback under its task id (for ``ttl`` seconds) and publishes
     it, in one transaction; the listener answers the API only after that, so a callback is
-    never lost between processes. Every client subscribes; when it (re)subscribes it looks
-    up the stored results of all its pending jobs, and each job it registers is looked up
-    once, so a result published while it was away or before the job existed is found.
+    never lost between processes. What is stored is what resolving the job reads (code, a
+    message cut to 500 characters, task id, video URL): a few KB at most, whatever the body.
+    Every client subscribes; when it (re)subscribes it looks up the stored results of all
+    its pending jobs, and each job it registers is looked up once, so a result published
+    while it was away or before the job existed is found.
     Every process receives every callback (a broadcast): fine for tens of workers. A
     connection that dies silently (no reset) is noticed only by Redis health checks: create
     the client with ``health_check_interval=`` (and ``socket_keepalive=True``); meanwhile
