@@ -13,6 +13,7 @@ import attrs
 
 from ._errors import InvalidRequestError
 from ._models import VideoRequest
+from ._untrusted import is_utf8
 
 __all__ = [
     "ManifestRecord",
@@ -65,7 +66,11 @@ def _normalise(record: dict[str, Any]) -> dict[str, Any]:
             raise InvalidRequestError("more fields than the header has (check the quoting)")
         name = _ALIASES.get(str(key).strip().lower().replace("-", "_"))
         if name is not None:
-            out[name] = value.strip() if isinstance(value, str) else value
+            if isinstance(value, str):
+                if not is_utf8(value):
+                    raise InvalidRequestError(f"{name} is not UTF-8 text")
+                value = value.strip()
+            out[name] = value
     return out
 
 
@@ -87,9 +92,10 @@ def iter_rows(path: str | os.PathLike[str]) -> Iterator[Row | RowProblem]:
     stays flat however long the file is); bad rows come as :class:`RowProblem`, in place.
 
     Lines end at ``\n`` / ``\r\n`` only: a U+2028 or U+0085 inside a value is part of
-    the value, never a second row."""
+    the value, never a second row. Bytes that are not UTF-8 make their row alone a problem
+    (read as lone surrogates, which no row may hold), not the rest of the file."""
     file = Path(path)
-    with open(file, encoding="utf-8-sig", newline="", errors="strict") as fh:
+    with open(file, encoding="utf-8-sig", newline="", errors="surrogateescape") as fh:
         if file.suffix.lower() in (".jsonl", ".ndjson", ".json"):
             yield from _jsonl_rows(fh)
         else:
@@ -97,29 +103,27 @@ def iter_rows(path: str | os.PathLike[str]) -> Iterator[Row | RowProblem]:
 
 
 def _jsonl_rows(fh: Iterable[str]) -> Iterator[Row | RowProblem]:
-    number = 0
-    try:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                if not isinstance(record, dict):
-                    raise InvalidRequestError("a row must be a JSON object")
-                yield Row(number, _request(record))
-            except json.JSONDecodeError as exc:
-                yield RowProblem(number, f"not valid JSON ({exc.msg})")
-            except (InvalidRequestError, RecursionError) as exc:
-                yield RowProblem(number, str(exc) or "nested too deeply")
-    except UnicodeDecodeError:
-        yield RowProblem(number + 1, "not UTF-8 text: the rest of the file is not read")
+    for number, line in enumerate(fh, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise InvalidRequestError("a row must be a JSON object")
+            yield Row(number, _request(record))
+        except json.JSONDecodeError as exc:
+            yield RowProblem(number, f"not valid JSON ({exc.msg})")
+        except (InvalidRequestError, RecursionError) as exc:
+            yield RowProblem(number, str(exc) or "nested too deeply")
+        except ValueError:  # a number of more digits than int() takes
+            yield RowProblem(number, "not valid JSON (a number too long)")
 
 
 def _csv_rows(fh: Iterable[str]) -> Iterator[Row | RowProblem]:
     reader = csv.DictReader(fh, strict=True)
     try:
         header = reader.fieldnames or []
-    except (csv.Error, UnicodeDecodeError) as exc:
+    except csv.Error as exc:
         yield RowProblem(1, f"bad CSV header ({exc})")
         return
     known = {_ALIASES.get(h.strip().lower().replace("-", "_")) for h in header}
@@ -135,9 +139,6 @@ def _csv_rows(fh: Iterable[str]) -> Iterator[Row | RowProblem]:
         except csv.Error as exc:
             yield RowProblem(start, f"bad CSV quoting ({exc})")
             continue
-        except UnicodeDecodeError:
-            yield RowProblem(start, "not UTF-8 text: the rest of the file is not read")
-            return
         try:
             yield Row(start, _request(record))
         except InvalidRequestError as exc:

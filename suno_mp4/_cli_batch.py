@@ -153,13 +153,31 @@ def _valid_rows(file: Path) -> Iterator[Row]:
             yield item
 
 
-async def _prepare(store: SQLiteJobStore, manifest: Path, *, new_store: bool) -> None:
+#: The store's mark of the manifest import: "pending" from before its first record is
+#: written until the last is, then "done".
+_IMPORT_MARK = "cli.manifest_import"
+
+
+async def _prepare(store: SQLiteJobStore, manifest: Path) -> None:
     """Before submitting: a submit that was on the wire when the last run died is in doubt
-    (never re-sent by itself); a manifest of a version without the store is imported."""
+    (never re-sent by itself); a manifest of a version without the store is imported.
+
+    The import is resumable: marked pending in the store before its first record and done
+    after its last, so a run killed (or interrupted) half-way imports the rest next time
+    instead of taking the half it has for all (its other rows would be billed again).
+    """
     for record in await store.by_state(JobState.SUBMITTING):
         await store.save(attrs.evolve(record, state=JobState.UNKNOWN))
-    if new_store and await anyio.Path(manifest).exists():
-        await _import_manifest(store, manifest)
+    mark = await store.load_meta(_IMPORT_MARK)
+    if mark is None:
+        # A new store, or one a run left empty before its import began: import. One with
+        # records and no mark was made by a version that imported before keeping the mark.
+        mark = "pending" if await store.is_empty() else "done"
+        await store.save_meta(_IMPORT_MARK, mark)
+    if mark == "pending":
+        if await anyio.Path(manifest).exists():
+            await _import_manifest(store, manifest)
+        await store.save_meta(_IMPORT_MARK, "done")
 
 
 async def _import_manifest(store: SQLiteJobStore, manifest: Path) -> None:
@@ -444,10 +462,14 @@ def batch_command(
     outcome = Outcome()
 
     async def go() -> None:
-        new_store = not await anyio.Path(out_dir / STORE_NAME).exists()
-        store = SQLiteJobStore(out_dir / STORE_NAME)
+        with _folder_lock(out_dir):
+            await run(SQLiteJobStore(out_dir / STORE_NAME))
+
+    async def run(store: SQLiteJobStore) -> None:
+        prepared = False
         try:
-            await _prepare(store, manifest, new_store=new_store)
+            await _prepare(store, manifest)
+            prepared = True
             live = sys.stdout.isatty() and not as_json
             with Display(total, live=live, quiet_stdout=as_json) as display:
                 outcome.counts = display.counts
@@ -471,11 +493,11 @@ def batch_command(
                     tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
-                await _export(file, store, out_dir, manifest)
+                if prepared:  # else the manifest may still be an import's source: kept
+                    await _export(file, store, out_dir, manifest)
                 await store.aclose()
 
-    with _folder_lock(out_dir):
-        obj.run(go, as_json=as_json)
+    obj.run(go, as_json=as_json)
     if as_json:
         _json_summary(outcome, file, out_dir, manifest, problems)
     if outcome.stopped is not None:

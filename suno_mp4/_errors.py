@@ -241,6 +241,11 @@ class VideoExpiredError(SunoMp4Error):
     """The video is past its 14-day retention (or its URL answers 404/410)."""
 
 
+class JobStoreError(SunoMp4Error):
+    """The job store could not be read or written (a corrupt, locked or read-only file, a
+    missing folder...). Raised before a submit goes out, nothing is sent."""
+
+
 # Network errors...
 
 

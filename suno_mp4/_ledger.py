@@ -21,6 +21,7 @@ from ._callbacks import CallbackRelay
 from ._clock import loop_time
 from ._errors import (
     APIError,
+    InvalidRequestError,
     ServerError,
     SubmissionInDoubtError,
     TransportError,
@@ -121,6 +122,7 @@ class Ledger:
             memory = self._memory
             existing = memory.peek(key) if memory else await self.store.get(key)
             if existing is not None and existing.state is not REJECTED:
+                _check_same_request(existing, request)
                 return await self.job_of_record(existing)
             ahead = _WriteAhead(self, key, request, via_listener)
             holder: JobRecord | None = None
@@ -140,6 +142,7 @@ class Ledger:
             finally:
                 self._release_slot()
             if holder is not None:
+                _check_same_request(holder, request)
                 return await self.job_of_record(holder)
             record = ahead.submitted(task_id)
             # The API took the job: the caller gets it even if the store fails now (an
@@ -439,6 +442,22 @@ class _KeyTaken(Exception):
 
     def __init__(self, holder: JobRecord) -> None:
         self.holder = holder
+
+
+def _check_same_request(record: JobRecord, request: VideoRequest) -> None:
+    """Raises :class:`InvalidRequestError` when ``record``, found under the key given for
+    ``request``, is another request's: its job would be another track's video."""
+    theirs = record.request
+    if (theirs.task_id, theirs.audio_id, theirs.author, theirs.domain_name) != (
+        request.task_id,
+        request.audio_id,
+        request.author,
+        request.domain_name,
+    ):
+        raise InvalidRequestError(
+            f"the key {short(record.key)!r} already names another request (track "
+            f"{short(theirs.task_id)}/{short(theirs.audio_id)}); give each request its own key"
+        )
 
 
 def _certainly_not_taken(exc: BaseException) -> bool:

@@ -18,6 +18,7 @@ import anyio
 import attrs
 
 from ._convert import converter
+from ._errors import JobStoreError
 from ._models import MusicVideo, VideoRequest
 
 __all__ = [
@@ -336,7 +337,10 @@ class SQLiteJobStore:
     async def _run(self, fn: Any, *args: Any) -> Any:
         def call() -> Any:
             with self._lock:
-                return _retry_busy(lambda: fn(self._connect(), *args))
+                try:
+                    return _retry_busy(lambda: fn(self._connect(), *args))
+                except (sqlite3.Error, OSError) as exc:
+                    raise JobStoreError(f"job store {self.path}: {exc}") from exc
 
         return await anyio.to_thread.run_sync(call, limiter=self._limiter)
 
@@ -363,6 +367,11 @@ class SQLiteJobStore:
 
     async def delete(self, key: str) -> None:
         await self._run(_delete, key)
+
+    async def is_empty(self) -> bool:
+        """Whether the store holds no record."""
+        found: bool = await self._run(_no_record)
+        return found
 
     async def load_meta(self, name: str) -> str | None:
         """A value the client keeps beside the jobs (the learned render times)."""
@@ -442,6 +451,10 @@ def _insert(conn: sqlite3.Connection, record: JobRecord) -> JobRecord | None:
         return None
     rows = _select(conn, "key = ?", (record.key,))
     return rows[0] if rows else None
+
+
+def _no_record(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM jobs LIMIT 1").fetchone() is None
 
 
 def _meta_get(conn: sqlite3.Connection, name: str) -> str | None:

@@ -145,6 +145,8 @@ if HAVE_CLICK:
                 self._fail(exc, EXIT_USAGE)
             except SunoMp4Error as exc:
                 self._fail(exc, EXIT_FAILED)
+            except OSError as exc:  # a file or folder given that cannot be used
+                self._fail(exc, EXIT_USAGE)
             raise AssertionError("unreachable")
 
         def _fail(self, exc: BaseException, code: int) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import anyio
 import pytest
 from anyio.streams.text import TextReceiveStream
-from suno_mp4_sandbox import Sandbox
+from suno_mp4_sandbox import PlaceholderRenderer, Sandbox
 
 pytestmark = pytest.mark.anyio
 
@@ -188,3 +188,106 @@ async def test_a_manifest_of_the_previous_version_is_carried_over(
     code, _, err = await _batch(sandbox, source, out, "--no-download")
     assert code == 0, err
     assert sorted(sandbox.stats.submits.values()) == [1, 1]  # the first one was not re-sent
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+async def test_a_run_stopped_while_importing_the_old_manifest_bills_nothing_twice(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    async with Sandbox(render_time=0.05, renderer=PlaceholderRenderer()) as sb:
+        await _stop_while_importing_then_rerun(sb, tmp_path, sig)
+
+
+async def _stop_while_importing_then_rerun(
+    sandbox: Sandbox, tmp_path: Path, sig: signal.Signals
+) -> None:
+    import sqlite3
+
+    from suno_mp4 import Client
+
+    # 600 rows the previous version submitted, in its manifest; the first run of this
+    # version is stopped while it imports them (the import must then go on, not count
+    # what it had for all: the rest would be billed again).
+    rows = _rows(sandbox, 600)
+    out = tmp_path / "out"
+    out.mkdir()
+    lines = []
+    async with Client(sandbox.api_key, base_url=sandbox.base_url) as client:
+
+        async def submit(i: int, row: dict[str, str]) -> None:
+            job = await client.create_video(row["task_id"], row["audio_id"])
+            old = {**row, "key": f"old-{i}", "state": "submitted", "video_task_id": job.task_id}
+            lines.append(json.dumps(old) + "\n")
+
+        async with anyio.create_task_group() as tg:
+            for i, row in enumerate(rows):
+                tg.start_soon(submit, i, row)
+    (out / "manifest.jsonl").write_text("".join(lines))
+    source = _jsonl(tmp_path / "t.jsonl", rows)
+    env = dict(os.environ, APIKLEY_API_KEY=sandbox.api_key, SUNO_MP4_BASE_URL=sandbox.base_url)
+    wide = ["--no-download", "--max-in-flight", "1000"]
+    command = [*CLI, "batch", str(source), "--out-dir", str(out), *wide]
+    with anyio.fail_after(90):
+        async with await anyio.open_process(command, env=env) as process:
+            while process.returncode is None:  # stop it once records are being imported
+                if (out / "jobs.db").exists():
+                    try:
+                        with sqlite3.connect(out / "jobs.db", timeout=5) as db:
+                            if db.execute("SELECT count(*) FROM jobs").fetchone()[0] > 0:
+                                break
+                    except sqlite3.OperationalError:
+                        pass  # the table is not made yet
+                await anyio.sleep(0.005)
+            if process.returncode is None:
+                process.send_signal(sig)
+            await process.wait()
+    code, _, err = await _batch(sandbox, source, out, *wide)
+    assert code == 0, err
+    assert sorted(sandbox.stats.submits.values()) == [1] * 600
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_bad_byte_or_a_huge_number_fails_its_row_alone(tmp_path: Path, suffix: str) -> None:
+    from suno_mp4._batchfile import Row, iter_rows
+
+    huge = "9" * 5000  # more digits than int() takes
+    if suffix == ".csv":
+        lines = [b"task_id,audio_id", b"t1,a1", b"t\xff2,a2", b"t3,a\xc3", b"t4,a4"]
+    else:
+        lines = [
+            b'{"task_id": "t1", "audio_id": "a1"}',
+            b'{"task_id": "t\xff2", "audio_id": "a2"}',
+            b'{"task_id": "t3", "audio_id": ' + huge.encode() + b"}",
+            b'{"task_id": "t4", "audio_id": "a4"}',
+        ]
+    # Then enough good rows that the file is read in several chunks of text.
+    shape = b"t%d,a%d" if suffix == ".csv" else b'{"task_id": "t%d", "audio_id": "a%d"}'
+    rows = [shape % (i, i) for i in range(5, 1000)]
+    source = tmp_path / f"t{suffix}"
+    source.write_bytes(b"\r\n".join(lines + rows) + b"\r\n")
+    items = list(iter_rows(source))
+    good = [item.request.task_id for item in items if isinstance(item, Row)]
+    bad = [str(item) for item in items if not isinstance(item, Row)]
+    assert good == ["t1", "t4", *(f"t{i}" for i in range(5, 1000))]
+    first = 3 if suffix == ".csv" else 2
+    assert bad[0] == f"line {first}: task_id is not UTF-8 text"
+    assert bad[1].startswith(f"line {first + 1}: ")
+    assert len(bad) == 2
+
+
+async def test_an_output_folder_that_cannot_be_used_is_one_line_not_a_traceback(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    source = _jsonl(tmp_path / "t.jsonl", _rows(sandbox, 2))
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "jobs.db").write_bytes(b"not a database" * 100)
+    (tmp_path / "a-file").write_text("")
+    for out, code, words in [
+        (corrupt, 1, "job store"),
+        (tmp_path / "a-file" / "out", 2, "Not a directory"),
+    ]:
+        got, _, err = await _batch(sandbox, source, out)
+        assert got == code and words in err, err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert sandbox.stats.submits_accepted == 0

@@ -17,6 +17,7 @@ from suno_mp4 import (
     AuthenticationError,
     Client,
     InsufficientCreditsError,
+    InvalidRequestError,
     JobRecord,
     JobState,
     JobStore,
@@ -112,6 +113,31 @@ async def test_another_idempotency_key_renders_the_same_content_again(sandbox: S
         assert first.task_id != second.task_id
         assert await client.submit(VideoRequest(*track, idempotency_key="take 2")) is second
     assert sandbox.stats.submits_accepted == 2
+
+
+async def test_one_key_for_two_different_requests_is_refused_not_answered_with_the_other(
+    sandbox: Sandbox,
+) -> None:
+    # A key names one request: given again for another track (or other branding), its job
+    # would be the first track's video, reported as a success.
+    t1, t2, t3 = (sandbox.add_track() for _ in range(3))
+    async with _client(sandbox, MemoryJobStore()) as client:
+        first = await client.create_video(*t1, key="K")
+        with pytest.raises(InvalidRequestError, match="another request"):
+            await client.create_video(*t2, key="K")
+        with pytest.raises(InvalidRequestError, match="another request"):
+            await client.create_video(*t1, key="K", author="Other")
+        assert await client.create_video(*t1, key="K") is first  # the same request: its job
+        requests = [
+            VideoRequest(*t3, idempotency_key="take"),
+            VideoRequest(*t2, idempotency_key="take"),
+        ]
+        with anyio.fail_after(20):
+            results = [r async for r in client.create_videos(requests)]
+    assert sorted(r.ok for r in results) == [False, True]
+    refused = next(r for r in results if not r.ok)
+    assert isinstance(refused.error, InvalidRequestError)
+    assert sandbox.stats.submits_accepted == 2 and t2 not in sandbox.stats.submits
 
 
 async def test_the_content_key_ignores_nothing_that_changes_the_video() -> None:

@@ -259,3 +259,23 @@ async def test_a_job_that_failed_for_another_reason_than_rendering_stays_resumab
         await store.aclose()
         assert again.task_id == job.task_id and video.task_id == job.task_id
         assert sb.stats.submits[track] == 1
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "a-folder"])
+async def test_a_store_that_cannot_be_used_is_a_typed_error_and_sends_nothing(
+    tmp_path: Path, damage: str
+) -> None:
+    from suno_mp4 import JobStoreError
+
+    db = tmp_path / "jobs.db"
+    if damage == "corrupt":
+        db.write_bytes(b"not a database, whatever it was meant to be" * 100)
+    else:
+        db.mkdir()
+    store = SQLiteJobStore(db)
+    async with Sandbox(render_time=0.05) as sb:
+        async with Client(sb.api_key, base_url=sb.base_url, store=store, retry=FAST_RETRY) as c:
+            with anyio.fail_after(20), pytest.raises(JobStoreError, match="job store"):
+                await c.create_video(*sb.add_track())
+        assert sum(sb.stats.submits.values()) == 0
+    await store.aclose()
