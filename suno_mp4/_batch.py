@@ -15,7 +15,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ._errors import SunoMp4Error
 from ._jobs import VideoJob
-from ._ledger import Ledger
+from ._ledger import Ledger, check_same_request
 from ._models import MusicVideo, VideoRequest
 from ._store import JobRecord
 from ._untrusted import short
@@ -126,6 +126,7 @@ class Batch:
         try:
             try:
                 if finished is not None:
+                    check_same_request(finished, request)
                     job = self._ledger.from_store(finished)
                 else:
                     job = await self._submit(request)

@@ -102,7 +102,9 @@ def parse_callback(data: Any) -> CallbackPayload | None:
     if not isinstance(code, int) or isinstance(code, bool):
         return None
     url = inner.get("video_url")
-    if url is not None:
+    if url is not None and not isinstance(url, str):
+        return None
+    if url and code in (0, 200):
         # Checked before the sender is told "received" (it would not send it again): a
         # success naming no usable URL is refused, and the job is left to its safety poll.
         try:
@@ -153,7 +155,7 @@ def parse_callback_body(body: bytes | str) -> tuple[CallbackPayload, dict[str, A
     """A callback's raw body as the typed payload (and the JSON object it came from);
     :class:`CallbackError` when it is not JSON within bounds or has the wrong shape."""
     try:
-        data = loads(body)
+        data = loads(body, finite=True)
     except UntrustedDataError as exc:
         raise CallbackError(400, f"callback body is not usable JSON ({exc})") from None
     payload = parse_callback(data)

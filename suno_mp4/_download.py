@@ -44,10 +44,14 @@ MAX_VIDEO_BYTES = 4 * 1024**3
 MIN_RATE = 1024
 
 
-def _range_start(value: str | None) -> int | None:
-    """The first byte of a ``Content-Range: bytes START-END/TOTAL`` header, if it has one."""
-    match = re.fullmatch(r"\s*bytes\s+([0-9]{1,18})-[0-9]{1,18}/(?:[0-9]{1,18}|\*)\s*", value or "")
-    return None if match is None else int(match.group(1))
+def _content_range(value: str | None) -> tuple[int | None, int | None]:
+    """``Content-Range: bytes START-END/TOTAL``: the first byte and the whole file's length
+    (``None`` for what the header does not say, or for a header that is not one)."""
+    match = re.fullmatch(r"\s*bytes\s+([0-9]{1,18})-[0-9]{1,18}/([0-9]{1,18}|\*)\s*", value or "")
+    if match is None:
+        return None, None
+    whole = match.group(2)
+    return int(match.group(1)), None if whole == "*" else int(whole)
 
 
 def target_path(url: str, path: str | os.PathLike[str]) -> Path:
@@ -143,18 +147,22 @@ async def _fetch(
             )
             raise err
         resumed = resp.status == 206 and offset > 0
-        if resp.status == 206 and _range_start(resp.headers.get("Content-Range")) != offset:
-            # Not the part asked for: appended, it would make a file of the right length
-            # with the wrong bytes. Start over.
-            await apart.unlink(missing_ok=True)
-            raise TransportError(
-                "the answer's Content-Range is not the part asked for; restarting the download",
-                endpoint=url,
-            )
-        done = offset if resumed else 0
         total = resp.content_length
-        if total is not None and resumed:
-            total += offset
+        if resp.status == 206:
+            start, whole = _content_range(resp.headers.get("Content-Range"))
+            if start != offset:
+                # Not the part asked for: appended, it would make a file of the right
+                # length with the wrong bytes. Start over.
+                await apart.unlink(missing_ok=True)
+                raise TransportError(
+                    "the answer's Content-Range is not the part asked for; restarting the download",
+                    endpoint=url,
+                )
+            if whole is not None:
+                total = whole  # the file's length, not this part's: a short part resumes
+            elif total is not None:
+                total += offset
+        done = offset if resumed else 0
         if total is not None and total > MAX_VIDEO_BYTES:
             raise TransportError(
                 f"the video is said to be {total} bytes, more than {MAX_VIDEO_BYTES}", endpoint=url

@@ -22,9 +22,11 @@ from ._clock import loop_time
 from ._errors import (
     APIError,
     InvalidRequestError,
+    NotFoundError,
     ServerError,
     SubmissionInDoubtError,
     TransportError,
+    ValidationError,
     VideoGenerationError,
 )
 from ._jobs import JobRegistry, VideoJob
@@ -43,7 +45,7 @@ from ._store import (
 )
 from ._untrusted import short
 
-__all__ = ["Ledger"]
+__all__ = ["Ledger", "check_same_request"]
 
 logger = logging.getLogger("suno_mp4.store")
 
@@ -122,7 +124,7 @@ class Ledger:
             memory = self._memory
             existing = memory.peek(key) if memory else await self.store.get(key)
             if existing is not None and existing.state is not REJECTED:
-                _check_same_request(existing, request)
+                check_same_request(existing, request)
                 return await self.job_of_record(existing)
             ahead = _WriteAhead(self, key, request, via_listener)
             holder: JobRecord | None = None
@@ -142,7 +144,7 @@ class Ledger:
             finally:
                 self._release_slot()
             if holder is not None:
-                _check_same_request(holder, request)
+                check_same_request(holder, request)
                 return await self.job_of_record(holder)
             record = ahead.submitted(task_id)
             # The API took the job: the caller gets it even if the store fails now (an
@@ -187,6 +189,9 @@ class Ledger:
         with anyio.move_on_after(self._write_timeout) as scope:
             holder = await self.store.insert(record)
         if scope.cancelled_caught:
+            # (The insert may yet land: a store's worker thread is not abandoned. Its record
+            # then reads "submitting", in doubt though nothing was sent: a false alarm, but
+            # overwriting it later could overwrite a newer submit's record of the key.)
             raise TransportError(
                 f"the job store did not take the submission's record within "
                 f"{self._write_timeout:.0f} s; nothing was sent",
@@ -273,11 +278,12 @@ class Ledger:
         record = job._record
         assert record is not None
         error = job.exception()
-        if error is not None and not isinstance(error, VideoGenerationError):
-            # Not the API saying the rendering failed (a closed client, a wait that ran out,
-            # a refused key, an unusable answer...): the remote task may yet finish, so the
-            # record stays resumable (a later run attaches to it and asks again, sending
-            # nothing), instead of reading "failed" and inviting a paid re-submit.
+        if error is not None and not isinstance(error, _FINAL):
+            # Not the API saying the task failed or does not exist (a closed client, a wait
+            # that ran out, a refused key, an unusable answer, a long pause): the remote
+            # task may yet finish, so the record stays resumable (a later run attaches to it
+            # and asks again, sending nothing), instead of reading "failed" and inviting a
+            # paid re-submit.
             return
         if error is None:
             final = attrs.evolve(record, state=DONE, video=job.result(), updated_at=time.time())
@@ -444,7 +450,12 @@ class _KeyTaken(Exception):
         self.holder = holder
 
 
-def _check_same_request(record: JobRecord, request: VideoRequest) -> None:
+#: The errors that end a job for good (recorded ``failed``): the API said the rendering
+#: failed, or knows no such task (or refuses its id).
+_FINAL = (VideoGenerationError, NotFoundError, ValidationError)
+
+
+def check_same_request(record: JobRecord, request: VideoRequest) -> None:
     """Raises :class:`InvalidRequestError` when ``record``, found under the key given for
     ``request``, is another request's: its job would be another track's video."""
     theirs = record.request

@@ -34,11 +34,8 @@ __all__ = ["Poller"]
 
 logger = logging.getLogger("suno_mp4.poller")
 
-#: Poll answers that will not get better by asking again: the job fails with them. (A
-#: ``RateLimitError`` reaches the poller only when the transport gave up waiting: a
-#: ``Retry-After`` beyond ``RetryPolicy.max_retry_after``, or ``max_throttle_wait`` spent.
-#: Its waiters then hear of it instead of stalling; the job's record stays resumable.)
-_PERMANENT = (AuthenticationError, NotFoundError, ValidationError, RateLimitError)
+#: Poll answers that will not get better by asking again: the job fails with them.
+_PERMANENT = (AuthenticationError, NotFoundError, ValidationError)
 
 
 #: A heap entry: its due time in whole microseconds (rounded down) of the loop's clock, above
@@ -233,8 +230,16 @@ class Poller:
             self._registry.fail(job, exc)
             return
         except (APIError, SunoMp4Error) as exc:
-            # Retries are spent: try again later.
+            # Retries are spent (or the server asked for a long pause): try again later.
             delay = self.policy.max_interval
+            if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+                deadline = job.deadline
+                if deadline is not None and loop_time() + exc.retry_after >= deadline:
+                    # The pause outlasts the job's max_wait: its waiters hear it now
+                    # rather than at the deadline (the job stays attachable).
+                    self._registry.fail(job, exc)
+                    return
+                delay = max(delay, exc.retry_after)
             logger.warning(
                 "poll of %s failed (%s); next try in %.0f s", short(job.task_id), exc, delay
             )

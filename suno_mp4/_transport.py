@@ -235,9 +235,14 @@ class Transport:
                 now = loop_time()
                 throttled_since = now if throttled_since is None else throttled_since
                 waited = now - throttled_since
-                if (
+                too_long = (
                     exc.retry_after is not None and exc.retry_after > self.retry.max_retry_after
-                ) or waited > self.retry.max_throttle_wait:
+                )
+                if too_long or waited > self.retry.max_throttle_wait:
+                    if too_long:
+                        # Still a pause for the whole client (as long as we would wait), so
+                        # that the other requests do not all go out into the same refusal.
+                        self.limiter.throttle(permit, self.retry.max_retry_after, 0.0)
                     raise _with_attempts(exc, sends) from None
                 # The pause applies client-wide; this request then queues in the limiter.
                 backoff = max(self.retry.initial_backoff, self.retry.backoff(retry, self._rng))

@@ -47,16 +47,17 @@ class UntrustedDataError(ValueError):
     """A value read from the network is malformed, too large or too deep."""
 
 
-def loads(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
+def loads(data: bytes | str, *, max_depth: int = MAX_DEPTH, finite: bool = False) -> Any:
     """``json.loads`` that refuses nesting deeper than ``max_depth`` (a deeply nested body
     makes the standard parser raise ``RecursionError``, and every later recursive walk of it
-    too). Raises :class:`UntrustedDataError` for anything that is not such JSON."""
+    too). Raises :class:`UntrustedDataError` for anything that is not such JSON (with
+    ``finite``, for a number out of a float's range too)."""
     try:
         if not isinstance(data, str):
             # An object's "{" then no NUL is UTF-8 to ``detect_encoding`` (the usual answer).
             usual = data[:1] == b"{" and data[1:2] != b"\x00"
             data = data.decode("utf-8" if usual else json.detect_encoding(data), "surrogatepass")
-        value = _DECODER.decode(data)
+        value = (_FINITE_DECODER if finite else _DECODER).decode(data)
     except RecursionError as exc:
         raise UntrustedDataError("JSON nested too deeply") from exc
     except UntrustedDataError:
@@ -82,7 +83,11 @@ def _finite(text: str) -> float:
 
 
 #: One decoder for every answer: ``json.loads`` with an argument builds a new one per call.
-_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+#: For bodies kept or passed on as JSON (callbacks: a relay stores them): no number out of
+#: a float's range. (An API answer keeps it: ``1e999`` in a field nobody reads must not
+#: make a taken submit look like no answer at all.)
+_FINITE_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
 
 
 def _openings(data: bytes | str) -> int:

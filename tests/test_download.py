@@ -243,6 +243,24 @@ async def test_a_resumed_download_checks_the_range_it_was_given(
     assert files["ranges"] == ["bytes=1000-", None]
 
 
+async def _short_part(request: web.Request) -> web.StreamResponse:
+    """A 206 that starts where asked but ends early (bytes 1000-1499 of 2048)."""
+    headers = {"Content-Range": f"bytes 1000-1499/{len(_FILE)}"}
+    return web.Response(status=206, body=_FILE[1000:1500], headers=headers)
+
+
+async def test_a_short_part_is_not_taken_for_the_whole_file(
+    files: dict[str, Any], tmp_path: Path
+) -> None:
+    (tmp_path / ".v.mp4.part").write_bytes(_FILE[:1000])
+    files["script"] = [_short_part, _whole]
+    async with _client_for(files) as client:
+        with anyio.fail_after(10):
+            path = await client.download(files["url"], tmp_path / "v.mp4")
+    assert path.read_bytes() == _FILE
+    assert files["ranges"] == ["bytes=1000-", "bytes=1500-"]
+
+
 async def test_a_server_dripping_bytes_cannot_hold_a_download(
     files: dict[str, Any], tmp_path: Path
 ) -> None:

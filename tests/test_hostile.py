@@ -39,6 +39,7 @@ from suno_mp4 import (
     SQLiteJobStore,
     VideoRequest,
 )
+from suno_mp4._clock import loop_time
 
 from .hostile import KEY, Hostile, envelope, hostile_server, success
 
@@ -331,6 +332,20 @@ def _throttled(retry_after: str) -> web.Response:
     )
 
 
+async def test_a_number_out_of_float_range_in_a_taken_submit_keeps_its_job(
+    server: Hostile,
+) -> None:
+    # A field nobody reads must not make the answer to a paid submit look like no answer.
+    server.submit = lambda _req: (
+        b'{"code": 200, "msg": "ok", "data": {"taskId": "v1", "cost": 1e999}}'
+    )
+    async with _client(server) as client:
+        with anyio.fail_after(10):
+            job = await client.create_video("track-1", "audio-1")
+        assert job.task_id == "v1"
+        assert await client.unknown_submissions() == []
+
+
 async def test_a_retry_after_no_clock_can_read_leaves_a_refused_submit_refused(
     server: Hostile,
 ) -> None:
@@ -345,18 +360,44 @@ async def test_a_retry_after_no_clock_can_read_leaves_a_refused_submit_refused(
     assert server.submits >= 2
 
 
-async def test_a_poll_told_to_come_back_much_later_fails_its_job_instead_of_stalling(
+async def test_a_poll_told_to_wait_past_max_wait_fails_its_job_instead_of_stalling(
     server: Hostile,
 ) -> None:
     server.details["slow"] = lambda _req: _throttled("100000")
     server.details["good"] = lambda _req: success("good", server.video_url("ok.mp4"))
-    async with _client(server, poll=PollPolicy(initial_delay=0.01, max_wait=3600)) as client:
+    retry = RetryPolicy(attempts=1, max_retry_after=0.5)  # the client-wide pause it takes
+    poll = PollPolicy(initial_delay=0.01, max_wait=3600)
+    async with _client(server, poll=poll, retry=retry) as client:
         slow, good = client.job("slow"), client.job("good")
         with anyio.fail_after(10):
             with pytest.raises(RateLimitError) as info:
                 await slow
             await good
     assert info.value.retry_after == 100000
+
+
+async def test_a_long_pause_asked_by_a_poll_pauses_the_client_and_fails_no_job(
+    server: Hostile,
+) -> None:
+    # Within max_wait: the jobs wait as asked; the pause is client-wide (up to
+    # max_retry_after at a time), so the other polls do not all go into the same refusal.
+    refused = anyio.Event()
+
+    def throttled(_req: web.Request) -> web.Response:
+        refused.set()
+        return _throttled("300")
+
+    for name in ("a", "b", "c"):
+        server.details[name] = throttled
+    async with _client(server, poll=PollPolicy(initial_delay=0.01, max_wait=3600)) as client:
+        jobs = [client.job(name) for name in ("a", "b", "c")]
+        with anyio.fail_after(10):
+            await refused.wait()
+            await anyio.wait_all_tasks_blocked()
+        limiter = client._transport().limiter
+        assert limiter._paused_until - loop_time() > 60  # 120 s (max_retry_after) from then
+        assert not any(job.done() for job in jobs)
+        assert server.polls <= 3
 
 
 # 6. Other edges.

@@ -140,6 +140,24 @@ async def test_one_key_for_two_different_requests_is_refused_not_answered_with_t
     assert sandbox.stats.submits_accepted == 2 and t2 not in sandbox.stats.submits
 
 
+async def test_a_finished_record_under_the_key_of_another_request_is_refused_in_a_batch(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    # The batch looks finished records up many at a time (a store with get_many): the same
+    # check as a single submit's.
+    t1, t2, t3 = (sandbox.add_track() for _ in range(3))
+    store = SQLiteJobStore(tmp_path / "jobs.db")
+    async with _client(sandbox, store) as client:
+        with anyio.fail_after(20):
+            await (await client.submit(VideoRequest(*t1, idempotency_key="take-2")))
+            requests = [VideoRequest(*t2, idempotency_key="take-2"), VideoRequest(*t3)]
+            results = {r.request.task_id: r async for r in client.create_videos(requests)}
+    await store.aclose()
+    assert isinstance(results[t2[0]].error, InvalidRequestError)
+    assert results[t3[0]].ok
+    assert t2 not in sandbox.stats.submits
+
+
 async def test_the_content_key_ignores_nothing_that_changes_the_video() -> None:
     base = VideoRequest("t", "a", author="A", domain_name="d.example")
     keys = {

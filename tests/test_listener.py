@@ -356,10 +356,10 @@ async def test_an_early_callback_is_kept_small_whatever_its_body(sandbox: Sandbo
         assert kept.code == 500 and kept.task_id == "not-yet"
 
 
-async def test_a_video_url_outside_data_is_not_taken_for_the_jobs(sandbox: Sandbox) -> None:
+async def test_a_video_url_outside_data_is_not_taken_for_the_jobs() -> None:
     listener = CallbackListener()
-    async with _client(sandbox, listener) as client:
-        job = await client.create_video(*sandbox.add_track())
+    async with Sandbox(render_time=30) as sb, _client(sb, listener) as client:  # no callback
+        job = await client.create_video(*sb.add_track())
         body = {"code": 200, "msg": "ok", "video_url": "http://evil/x.mp4"}
         body["data"] = {"task_id": job.task_id}
         assert await _post(listener.callback_url, json.dumps(body).encode()) == 200
@@ -376,3 +376,16 @@ async def test_a_closing_client_answers_callbacks_503_so_they_come_again(
         job = await client.create_video(*sandbox.add_track())
         client._registry.close(ClientClosedError("closing"))  # as aclose() does first
         assert await _post(listener.callback_url, _body(job.task_id)) == 503
+
+
+async def test_a_failure_callback_with_an_empty_video_url_fails_its_job(sandbox: Sandbox) -> None:
+    listener = CallbackListener()
+    listener.use_own_route("http://127.0.0.1:9")  # the sandbox's own callbacks go nowhere
+    async with _client(sandbox, listener) as client:
+        job = await client.create_video(*sandbox.add_track())
+        body = {"code": 501, "msg": "render failed", "data": {"task_id": job.task_id}}
+        body["data"]["video_url"] = ""  # type: ignore[index]
+        answer = await listener.receive(listener.callback_url, {}, json.dumps(body).encode())
+        assert answer.status == 200
+        with anyio.fail_after(5), pytest.raises(VideoGenerationError):
+            await job
