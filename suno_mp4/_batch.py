@@ -13,7 +13,7 @@ import attrs
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._errors import SunoMp4Error
+from ._errors import InvalidRequestError, SunoMp4Error
 from ._jobs import VideoJob
 from ._ledger import Ledger, check_same_request
 from ._models import MusicVideo, VideoRequest
@@ -62,6 +62,8 @@ class Batch:
         ) = None
         self._scope: anyio.CancelScope | None = None
         self._closed = False
+        #: What reading ``requests`` raised: the consumer gets it after the items before it.
+        self._input_error: Exception | None = None
 
     def __aiter__(self) -> AsyncIterator[BatchResult]:
         return self
@@ -76,6 +78,9 @@ class Batch:
             return await self._streams[1].receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             await self.aclose()
+            error, self._input_error = self._input_error, None
+            if error is not None:
+                raise error from None
             raise StopAsyncIteration from None
 
     async def __aenter__(self) -> Self:
@@ -107,13 +112,25 @@ class Batch:
             task_status.started()
             slots = anyio.Semaphore(self._max)
             async with anyio.create_task_group() as tg:
-                async for chunk in _chunks(self._requests):
-                    # One store look-up for a chunk: a re-run of a long batch finds most
-                    # rows finished without a trip per row.
-                    known = await self._ledger.finished_records_of(chunk)
-                    for request in chunk:
-                        await slots.acquire()
-                        tg.start_soon(self._one, request, slots, send, known.get(request.key))
+                try:
+                    async for chunk in _chunks(self._requests):
+                        for item in chunk:
+                            if not isinstance(item, VideoRequest):
+                                raise InvalidRequestError(
+                                    "each item of requests must be a VideoRequest, got "
+                                    f"{type(item).__name__}"
+                                )
+                        # One store look-up for a chunk: a re-run of a long batch finds most
+                        # rows finished without a trip per row.
+                        known = await self._ledger.finished_records_of(chunk)
+                        for request in chunk:
+                            await slots.acquire()
+                            tg.start_soon(self._one, request, slots, send, known.get(request.key))
+                except Exception as exc:
+                    # The caller's iterable failed (or held something else): no more items;
+                    # those under way finish and are yielded, then the loop raises this.
+                    # (Raised here, it would stop the client that runs the batch.)
+                    self._input_error = exc
 
     async def _one(
         self,

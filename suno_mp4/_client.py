@@ -146,18 +146,20 @@ class Client:
         """Stop the poller, the listener and every request; pending jobs' waiters get
         :class:`ClientClosedError` (their remote tasks keep running). Safe to call from any
         task, and more than once."""
-        if not self._closed:
-            self._closed = True
-            self._registry.close(
-                ClientClosedError(
-                    "the Client closed before this job finished; the task keeps running on "
-                    "the server: re-attach with client.job(task_id) from a new client"
+        try:
+            if not self._closed:
+                self._closed = True
+                for batch in list(self._batches):
+                    batch.close()
+                self._registry.close(
+                    ClientClosedError(
+                        "the Client closed before this job finished; the task keeps running "
+                        "on the server: re-attach with client.job(task_id) from a new client"
+                    )
                 )
-            )
-            for batch in list(self._batches):
-                batch.close()
-        if self._started:
-            await self._runtime.stop()
+        finally:  # (a done callback raising BaseException must not leave it running)
+            if self._started:
+                await self._runtime.stop()
 
     def _running(self) -> Runtime:
         if self._closed:

@@ -65,6 +65,11 @@ class AsyncioRequiredError(SunoMp4Error, RuntimeError):
 class ClientClosedError(SunoMp4Error, RuntimeError):
     """The client is not running: used outside ``async with``, or after it closed."""
 
+    def __init__(self, message: str, *, sent: bool | None = None) -> None:
+        #: ``False`` when the request it stopped had certainly not been sent.
+        self.sent = sent
+        super().__init__(message)
+
 
 # Answers of the API...
 

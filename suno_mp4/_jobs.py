@@ -16,7 +16,13 @@ import anyio
 
 from ._clock import loop_time
 from ._convert import utcnow, video_from_details
-from ._errors import JobTimeoutError, ServerError, SunoMp4Error, VideoGenerationError
+from ._errors import (
+    InvalidRequestError,
+    JobTimeoutError,
+    ServerError,
+    SunoMp4Error,
+    VideoGenerationError,
+)
 from ._models import CallbackPayload, MusicVideo, TaskStatus, VideoDetails, VideoRequest
 from ._untrusted import UntrustedDataError, check_url, short
 
@@ -172,6 +178,12 @@ class VideoJob:
     async def wait(self, timeout: float | None = None) -> MusicVideo:
         """Wait for the video. ``timeout`` (seconds) raises :class:`JobTimeoutError` for this
         waiter only; the job's overall deadline (``PollPolicy.max_wait``) applies as well."""
+        if timeout is not None and (
+            not isinstance(timeout, int | float) or isinstance(timeout, bool)
+        ):
+            raise InvalidRequestError(
+                f"timeout must be seconds (a number) or None, got {type(timeout).__name__}"
+            )
         if self._outcome is None:
             start = loop_time()
             limit = math.inf if timeout is None else max(0.0, timeout)
@@ -240,7 +252,7 @@ class VideoJob:
         # the remaining callbacks go on).
         try:
             callback(self)
-        except Exception:
+        except (Exception, asyncio.CancelledError):  # a CancelledError here is no cancel
             logger.exception(
                 "done callback %r of video task %s failed", callback, short(self.task_id)
             )

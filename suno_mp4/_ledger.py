@@ -21,6 +21,7 @@ from ._callbacks import CallbackRelay
 from ._clock import loop_time
 from ._errors import (
     APIError,
+    ClientClosedError,
     InvalidRequestError,
     NotFoundError,
     ServerError,
@@ -475,6 +476,6 @@ def _certainly_not_taken(exc: BaseException) -> bool:
     """Whether a failed submit certainly did not create a job: an answer refusing it (401,
     402, 422, 429, 455, ...) or a connection never made. A 5xx, a cut connection, a lost
     answer or a cancellation while on the wire may have created one."""
-    if isinstance(exc, TransportError):
-        return not exc.sent
+    if isinstance(exc, TransportError | ClientClosedError):
+        return exc.sent is False
     return isinstance(exc, APIError) and not isinstance(exc, ServerError)

@@ -59,6 +59,7 @@ class Runtime:
         self._relay = relay
         self._stop = anyio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._transport: Transport | None = None
         self._tg: TaskGroup | None = None
         #: Why the background work ended early, if it did.
@@ -66,7 +67,11 @@ class Runtime:
 
     @property
     def transport(self) -> Transport:
-        if self._transport is None:
+        if self._transport is None or self._loop is not asyncio._get_running_loop():
+            if self._transport is not None:
+                raise ClientClosedError(
+                    "this Client runs on another event loop (thread): make one per loop"
+                )
             if self.failed is not None:
                 name = type(self.failed).__name__
                 raise ClientClosedError(f"this Client stopped after an internal error ({name})")
@@ -88,6 +93,7 @@ class Runtime:
                 "suno-mp4 runs on asyncio (aiohttp): use asyncio.run(...) or anyio.run(...) "
                 "with its default asyncio backend, not trio"
             ) from None
+        self._loop = loop
         ready: asyncio.Future[None] = loop.create_future()
         name = f"suno_mp4.Client {self._settings.base_url}"
         self._task = loop.create_task(self._run(ready), name=name)
@@ -157,6 +163,7 @@ class Runtime:
             rng=s.rng,
             max_response_bytes=s.max_response_bytes,
         )
+        stack.callback(transport.abort_streams)  # before the sessions close
         if self._listener is not None:
             await self._start_listener(stack, self._listener)
         if self._limiter.shared is not None:

@@ -20,6 +20,7 @@ import attrs
 from ._convert import converter
 from ._errors import JobStoreError
 from ._models import MusicVideo, VideoRequest
+from ._untrusted import check_id, loads, short
 
 __all__ = [
     "JobRecord",
@@ -170,7 +171,21 @@ def record_to_json(record: JobRecord) -> str:
 
 
 def record_from_json(text: str | bytes) -> JobRecord:
-    return _from_plain(json.loads(text))
+    """A record read back from a shared store: untrusted (another version, a bug or a person
+    may have written the key), so anything but a well-formed record of a usable key and
+    task id is :class:`JobStoreError`."""
+    try:
+        data = loads(text, max_depth=8)
+        if not isinstance(data, dict):
+            raise TypeError(f"a record is a JSON object, not {type(data).__name__}")
+        record = _from_plain(data)
+        if not isinstance(record.key, str) or not record.key:
+            raise TypeError("a record's key is a non-empty string")
+        if record.task_id is not None:
+            check_id(record.task_id)
+        return record
+    except Exception as exc:  # whatever junk it is: one record's problem, typed
+        raise JobStoreError(f"a job record that cannot be read ({short(str(exc))})") from None
 
 
 @runtime_checkable

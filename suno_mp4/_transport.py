@@ -22,6 +22,7 @@ from ._errors import (
     AIOHTTP_FAILURES,
     APIKLEY_CODES,
     APIError,
+    ClientClosedError,
     RateLimitError,
     ServerError,
     TransportError,
@@ -160,6 +161,8 @@ class Transport:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._codes = codes
         self._rng = rng or random.Random()
+        #: The downloads under way (``abort_streams`` cuts them).
+        self._streams: set[aiohttp.ClientResponse] = set()
         #: Counters for benchmarks and tests: requests sent by kind.
         self.sent: dict[str, int] = {"submit": 0, "poll": 0}
         #: The running async library's own cancel scope class (the transport is made in
@@ -197,6 +200,11 @@ class Transport:
             permit = self.limiter.try_acquire() or await self.limiter.acquire(
                 PRIORITY_SUBMIT if kind == "submit" else PRIORITY_POLL
             )
+            if self._session.closed:  # closed while this waited (a backoff, the limiter)
+                permit.release(ok=False)
+                raise ClientClosedError(
+                    "the Client closed before this request was sent", sent=False
+                )
             try:
                 if kind == "submit":
                     # Once a submit is recorded and on the wire it finishes, so its answer
@@ -379,6 +387,12 @@ class Transport:
                     resp.release()
         except AIOHTTP_FAILURES as exc:  # what map_exceptions does, without its object
             raise transport_error(exc, path) from exc
+        except RuntimeError:
+            if self._session.closed:  # aiohttp refuses at once: nothing was sent
+                raise ClientClosedError(
+                    "the Client closed before this request was sent", sent=False
+                ) from None
+            raise
         return self._decode(path, status, body, headers, task_id)
 
     def _read_capped(self, resp: aiohttp.ClientResponse) -> Awaitable[bytes]:
@@ -455,6 +469,20 @@ class Transport:
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=self._timeout.total, sock_read=self._timeout.total
         )
+        if self._files.closed:
+            raise ClientClosedError("the Client closed before this download began", sent=False)
         with map_exceptions(url.split("?", 1)[0]):
             async with self._files.get(url, headers=headers, timeout=timeout) as resp:
-                yield resp
+                self._streams.add(resp)
+                try:
+                    yield resp
+                finally:
+                    self._streams.discard(resp)
+        if self._files.closed:  # cut by abort_streams(): the client closed meanwhile
+            raise ClientClosedError("the Client closed during this download")
+
+    def abort_streams(self) -> None:
+        """Cut every download under way (the client is closing: closing its sessions does
+        not end a response being read, which would then wait forever)."""
+        for resp in list(self._streams):
+            resp.close()

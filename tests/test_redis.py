@@ -453,3 +453,40 @@ async def test_a_listener_with_neither_client_nor_relay_answers_503() -> None:
 def test_a_client_callback_url_must_be_http() -> None:
     with pytest.raises(InvalidRequestError):
         Client("k", callback_url="ftp://x")
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        b"not json",
+        b"[1, 2]",
+        b"5",
+        b'{"state": "submitted"}',
+        b"[" * 5000 + b"]" * 5000,
+        b'{"key": "j", "state": "zzz", "request": {}}',
+        b"\xff\xfe latin",
+    ],
+)
+async def test_junk_under_a_stores_keys_fails_that_record_alone(redis: Redis, junk: bytes) -> None:
+    # Another version, a bug or a person may have written anything under the store's keys.
+    from suno_mp4 import JobStoreError
+
+    dead = RedisJobStore(redis, worker_id="dead", lease=0.2)
+    heir = RedisJobStore(redis, worker_id="heir")
+    await dead.renew()
+    for i in range(3):
+        await dead.save(_record(f"good{i}", task_id=f"mp4_{i}"))
+    await dead.save(_record("junk", task_id="mp4_j"))
+    await redis.set("{suno-mp4}:jobs:record:junk", junk)
+    # A worker entry whose set is no set: claiming from it fails; from the others, not.
+    await redis.sadd("{suno-mp4}:jobs:workers", "bad0")
+    await redis.set("{suno-mp4}:jobs:unfinished:bad0", "not a set")
+    with pytest.raises(JobStoreError):
+        await dead.get("junk")
+    assert {r.key for r in await dead.unfinished()} == {"good0", "good1", "good2"}
+    with anyio.fail_after(5):
+        while await redis.exists("{suno-mp4}:jobs:alive:dead"):  # noqa: ASYNC110 - a TTL
+            await anyio.sleep(0.05)
+    assert {r.key for r in await heir.claim()} == {"good0", "good1", "good2"}
+    await heir.delete("junk")  # the way out of junk
+    assert await heir.get("junk") is None

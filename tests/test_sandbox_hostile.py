@@ -458,3 +458,30 @@ async def test_each_sandbox_draws_its_own_admin_token_unless_given() -> None:
     assert Sandbox(admin_token="fixed").admin_headers == {"X-Sandbox-Token": "fixed"}
     with pytest.raises(ValueError, match="admin_token"):
         Sandbox(admin_token="  ")
+
+
+async def test_what_a_caller_makes_up_costs_the_sandbox_bounded_memory_and_no_500() -> None:
+    import aiohttp
+
+    async with Sandbox(render_time=0.05) as sb, aiohttp.ClientSession() as session:
+        api = f"{sb.base_url}/api/v1/mp4"
+        # Polls without a key, for ids nobody made: nothing is kept of them.
+        for i in range(50):
+            async with session.get(f"{api}/record-info", params={"taskId": f"x{i}" * 500}) as r:
+                assert (await r.json())["code"] == 401
+        assert len(sb.stats.polls) == 0
+        # A callBackUrl past 4,096 characters is refused, not kept with the task.
+        task_id, audio_id = sb.add_track()
+        body = {"taskId": task_id, "audioId": audio_id}
+        body["callBackUrl"] = "http://127.0.0.1:9/" + "x" * 5000
+        headers = {"Authorization": f"Bearer {sb.api_key}"}
+        async with session.post(f"{api}/generate", json=body, headers=headers) as r:
+            answer = await r.json()
+        assert answer["code"] == 422 and "callBackUrl" in answer["msg"]
+        # A body that says it is compressed and is not: a 400 in the envelope.
+        raw = b'{"taskId": "t", "audioId": "a", "callBackUrl": "http://127.0.0.1:9/"}'
+        gz = {**headers, "Content-Encoding": "gzip", "Content-Type": "application/json"}
+        async with session.post(f"{api}/generate", data=raw, headers=gz) as r:
+            answer = await r.json()
+        assert answer["code"] == 400, answer
+    assert sb.stats.submits_accepted == 0

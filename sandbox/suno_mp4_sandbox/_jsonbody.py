@@ -13,6 +13,7 @@ import json
 import math
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 __all__ = ["MAX_BODY_BYTES", "MAX_DEPTH", "BodyError", "parse_json", "read_json"]
 
@@ -61,10 +62,14 @@ async def _read_capped(request: web.Request, max_bytes: int) -> bytes:
     if request.content_length is not None and request.content_length > max_bytes:
         raise too_large
     body = bytearray()
-    while chunk := await request.content.read(max_bytes + 1 - len(body)):
-        body += chunk
-        if len(body) > max_bytes:
-            raise too_large
+    try:
+        while chunk := await request.content.read(max_bytes + 1 - len(body)):
+            body += chunk
+            if len(body) > max_bytes:
+                raise too_large
+    except (RequestPayloadError, ConnectionError) as exc:
+        # A body that says it is compressed and is not, one cut short: the caller's fault.
+        raise BodyError(400, f"the body could not be read ({type(exc).__name__})") from None
     return bytes(body)
 
 

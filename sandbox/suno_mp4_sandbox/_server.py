@@ -38,6 +38,7 @@ from ._scheduler import DueQueue
 from ._state import Catalog, SandboxClock, Track, VideoTaskRecord
 from ._stats import SandboxStats
 from ._wire import (
+    MAX_TASK_ID,
     TimeFormat,
     callback_body,
     envelope,
@@ -350,9 +351,6 @@ class Sandbox:
         return await self._api_call(request, "generate", self._create_video)
 
     async def _record_info(self, request: web.Request) -> web.StreamResponse:
-        task_id = request.query.get("taskId")
-        if task_id:
-            self.stats.polls[task_id] += 1
         return await self._api_call(request, "record-info", self._video_details)
 
     async def _api_call(
@@ -433,6 +431,10 @@ class Sandbox:
         task_id = request.query.get("taskId")
         if not task_id:
             return self._answer(Meaning.INVALID_PARAMS, "Validation Error - taskId is required")
+        # Counted once the key was checked, and only for ids of at most 256 characters: an
+        # id a caller makes up costs the sandbox no more than its one counter.
+        if len(task_id) <= MAX_TASK_ID:
+            self.stats.polls[task_id] += 1
         if self._roll("poll_455", self.faults.poll_455):
             return self._answer(Meaning.MAINTENANCE, "Service Unavailable - under maintenance")
         record = self._catalog.tasks.get(task_id)

@@ -27,6 +27,10 @@ TimeFormat = Literal["ms", "string"]
 
 #: author and domainName: "Maximum 50 characters" (seed).
 MAX_BRANDING = 50
+#: The longest callBackUrl kept (every task keeps its own, and record-info echoes it).
+MAX_CALLBACK_URL = 4096
+#: The longest task id the sandbox counts polls of (its own are far shorter).
+MAX_TASK_ID = 256
 
 
 def envelope(code: int, msg: str, data: object = None) -> dict[str, object]:
@@ -99,6 +103,8 @@ def validate_generate(body: dict[str, object]) -> tuple[Meaning, str] | None:
             return invalid, f"{name} is required"
         if not isinstance(value, str) or not value.strip():
             return invalid, f"{name} must be a non-empty string"
+    if len(str(body["callBackUrl"])) > MAX_CALLBACK_URL:
+        return invalid, f"callBackUrl is at most {MAX_CALLBACK_URL} characters"
     try:
         url = urlsplit(str(body["callBackUrl"]))
         absolute = url.scheme in ("http", "https") and bool(url.hostname)

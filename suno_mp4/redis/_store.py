@@ -8,9 +8,18 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from .._errors import InvalidRequestError
+from .._errors import InvalidRequestError, JobStoreError
 from .._store import JobRecord, JobState, record_from_json, record_to_json
-from ._common import DEFAULT_NAMESPACE, Redis, default_worker_id, key_prefix, store_errors, text
+from .._untrusted import short
+from ._common import (
+    DEFAULT_NAMESPACE,
+    Redis,
+    RedisError,
+    default_worker_id,
+    key_prefix,
+    store_errors,
+    text,
+)
 
 __all__ = ["RedisJobStore"]
 
@@ -107,7 +116,10 @@ class RedisJobStore:
 
     async def delete(self, key: str) -> None:
         with store_errors("delete"):
-            record = await self.get(key)
+            try:
+                record = await self.get(key)
+            except JobStoreError:  # junk under the key: deleting it is the way out
+                record = None
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.delete(self._key("record", key))
                 if record is not None and record.task_id:
@@ -152,7 +164,13 @@ class RedisJobStore:
         for i in range(0, len(names), 500):
             chunk = names[i : i + 500]
             values = await self._redis.mget([self._key("record", k) for k in chunk])
-            out.extend(record_from_json(v) for v in values if v is not None)
+            for name, value in zip(chunk, values, strict=True):
+                if value is None:
+                    continue
+                try:
+                    out.append(record_from_json(value))
+                except JobStoreError as exc:  # one junk record: the others still count
+                    logger.warning("job store: skipped the record under %s: %s", short(name), exc)
         out.sort(key=lambda r: r.updated_at)
         return out
 
@@ -197,7 +215,11 @@ class RedisJobStore:
                 self._key("keys", me),
                 self._workers,
             ]
-            taken = await self._claim(keys=keys, args=[worker])
+            try:
+                taken = await self._claim(keys=keys, args=[worker])
+            except RedisError as exc:  # one worker's junk entry must not block the others
+                logger.warning("job store: cannot claim from worker %s: %s", short(worker), exc)
+                continue
             if taken:
                 logger.info("claimed %d job(s) of dead worker %s", len(taken), worker)
             moved.extend(taken)

@@ -1,0 +1,172 @@
+"""The client's life and the caller's mistakes: a failing batch input, a close while
+requests wait or a download streams, a callback that raises, a second event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from aiohttp import web
+from suno_mp4_sandbox import Sandbox
+
+from suno_mp4 import (
+    Client,
+    ClientClosedError,
+    InvalidRequestError,
+    RateLimit,
+    VideoRequest,
+)
+
+from .conftest import FAST_POLL, FAST_RETRY
+
+pytestmark = pytest.mark.anyio
+
+
+def _client(sb: Sandbox, **kw: Any) -> Client:
+    kw.setdefault("poll", FAST_POLL)
+    kw.setdefault("retry", FAST_RETRY)
+    return Client(sb.api_key, base_url=sb.base_url, **kw)
+
+
+async def test_a_batch_whose_input_fails_yields_what_it_began_then_raises_and_the_client_lives(
+    sandbox: Sandbox,
+) -> None:
+    tracks = [sandbox.add_track() for _ in range(4)]
+
+    async def requests() -> AsyncIterator[VideoRequest]:
+        for track in tracks[:3]:
+            yield VideoRequest(*track)
+        raise ValueError("the spreadsheet ended badly")
+
+    async with _client(sandbox) as client:
+        results = []
+        with anyio.fail_after(20), pytest.raises(ValueError, match="spreadsheet"):
+            async for result in client.create_videos(requests()):
+                results.append(result)
+        assert sorted(r.request.task_id for r in results if r.ok) == sorted(
+            t[0] for t in tracks[:3]
+        )
+        with anyio.fail_after(20):  # the client still works
+            await (await client.create_video(*tracks[3]))
+        with anyio.fail_after(20), pytest.raises(InvalidRequestError, match="VideoRequest"):
+            async for _ in client.create_videos([VideoRequest(*tracks[3]), ("t", "a")]):  # type: ignore[list-item]
+                pass
+    assert sorted(sandbox.stats.submits.values()) == [1] * 4
+
+
+async def test_requests_waiting_for_the_limiter_when_the_client_closes_are_not_in_doubt(
+    sandbox: Sandbox,
+) -> None:
+    tracks = [sandbox.add_track() for _ in range(6)]
+    errors: list[BaseException] = []
+    async with _client(sandbox, rate_limit=RateLimit(2, 1.0)) as client:
+
+        async def submit(track: tuple[str, str]) -> None:
+            try:
+                await client.create_video(*track)
+            except Exception as exc:
+                errors.append(exc)
+
+        with anyio.fail_after(10):
+            for track in tracks[:2]:  # the limit's two permits: used for a second now
+                await client.create_video(*track)
+        async with anyio.create_task_group() as tg:
+            for track in tracks[2:]:
+                tg.start_soon(submit, track)
+            await anyio.wait_all_tasks_blocked()  # the other four wait for the limiter
+            await client.aclose()
+    assert len(errors) == 4, errors
+    assert all(isinstance(e, ClientClosedError) and e.sent is False for e in errors), errors
+    assert await client.unknown_submissions() == []
+    assert sandbox.stats.submits_accepted == 2
+
+
+async def test_a_download_under_way_ends_when_the_client_closes(tmp_path: Path) -> None:
+    started = anyio.Event()
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Length": str(10**6)})
+        await resp.prepare(request)
+        for _ in range(10_000):
+            await resp.write(b"x" * 2048)
+            started.set()
+            await anyio.sleep(0.01)
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/v.mp4", slow)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/v.mp4"
+    try:
+        async with Client("k" * 20, base_url="http://127.0.0.1:9", retry=FAST_RETRY) as client:
+            outcome: list[BaseException] = []
+
+            async def download() -> None:
+                try:
+                    await client.download(url, tmp_path / "v.mp4")
+                except BaseException as exc:
+                    outcome.append(exc)
+
+            with anyio.fail_after(20):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(download)
+                    await started.wait()
+                    await client.aclose()
+        assert len(outcome) == 1 and isinstance(outcome[0], ClientClosedError), outcome
+        assert not (tmp_path / "v.mp4").exists()
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_done_callback_raising_cancelled_error_stops_nothing(sandbox: Sandbox) -> None:
+    def rude(_job: object) -> None:
+        raise asyncio.CancelledError
+
+    async with _client(sandbox) as client:
+        first = await client.create_video(*sandbox.add_track())
+        first.add_done_callback(rude)
+        with anyio.fail_after(20):
+            await first
+            second = await client.create_video(*sandbox.add_track())
+            second.add_done_callback(rude)
+            await second  # still polled: the poller survived the first callback
+
+
+async def test_a_client_used_from_another_event_loop_says_so_and_poisons_nothing(
+    sandbox: Sandbox,
+) -> None:
+    track = sandbox.add_track()
+    async with _client(sandbox) as client:
+        caught: list[BaseException] = []
+
+        def elsewhere() -> None:
+            try:
+                asyncio.run(client.create_video(*track))
+            except BaseException as exc:
+                caught.append(exc)
+
+        thread = threading.Thread(target=elsewhere)
+        thread.start()
+        await anyio.to_thread.run_sync(thread.join)
+        assert len(caught) == 1 and isinstance(caught[0], ClientClosedError), caught
+        assert "another event loop" in str(caught[0])
+        with anyio.fail_after(20):
+            await (await client.create_video(*track))  # not in doubt: nothing was written
+    assert sandbox.stats.submits[track] == 1
+
+
+async def test_a_wait_with_a_timeout_that_is_no_number_is_an_invalid_request(
+    sandbox: Sandbox,
+) -> None:
+    async with _client(sandbox) as client:
+        job = await client.create_video(*sandbox.add_track())
+        with pytest.raises(InvalidRequestError, match="timeout"):
+            await job.wait("5")  # type: ignore[arg-type]
