@@ -82,15 +82,21 @@ async def _respond(answer: Reply | Awaitable[Reply]) -> web.StreamResponse:
 
 
 @asynccontextmanager
-async def hostile_server() -> AsyncIterator[Hostile]:
-    server = Hostile()
-    runner = web.AppRunner(server.app(), access_log=None)
+async def serve_app(app: web.Application) -> AsyncIterator[str]:
+    """``app`` served on 127.0.0.1 (a free port) while in the block; gives its base URL."""
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = runner.addresses[0][1]
-    server.base_url = f"http://127.0.0.1:{port}"
     try:
-        yield server
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def hostile_server() -> AsyncIterator[Hostile]:
+    server = Hostile()
+    async with serve_app(server.app()) as base_url:
+        server.base_url = base_url
+        yield server

@@ -23,6 +23,7 @@ from suno_mp4 import (
 )
 
 from .conftest import FAST_POLL, FAST_RETRY
+from .hostile import serve_app
 
 pytestmark = pytest.mark.anyio
 
@@ -159,15 +160,9 @@ async def files() -> Any:
 
     app = web.Application()
     app.router.add_get("/f/{name}", serve)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    state["url"] = f"http://127.0.0.1:{runner.addresses[0][1]}/f/v.mp4"
-    try:
+    async with serve_app(app) as base_url:
+        state["url"] = f"{base_url}/f/v.mp4"
         yield state
-    finally:
-        await runner.cleanup()
 
 
 async def _whole(_request: web.Request) -> web.StreamResponse:

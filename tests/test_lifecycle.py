@@ -7,7 +7,6 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
@@ -22,15 +21,11 @@ from suno_mp4 import (
     VideoRequest,
 )
 
-from .conftest import FAST_POLL, FAST_RETRY
+from .conftest import FAST_RETRY
+from .hostile import serve_app
+from .test_client import _client
 
 pytestmark = pytest.mark.anyio
-
-
-def _client(sb: Sandbox, **kw: Any) -> Client:
-    kw.setdefault("poll", FAST_POLL)
-    kw.setdefault("retry", FAST_RETRY)
-    return Client(sb.api_key, base_url=sb.base_url, **kw)
 
 
 async def test_a_batch_whose_input_fails_yields_what_it_began_then_raises_and_the_client_lives(
@@ -100,12 +95,8 @@ async def test_a_download_under_way_ends_when_the_client_closes(tmp_path: Path) 
 
     app = web.Application()
     app.router.add_get("/v.mp4", slow)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}/v.mp4"
-    try:
+    async with serve_app(app) as base_url:
+        url = f"{base_url}/v.mp4"
         async with Client("k" * 20, base_url="http://127.0.0.1:9", retry=FAST_RETRY) as client:
             outcome: list[BaseException] = []
 
@@ -122,8 +113,6 @@ async def test_a_download_under_way_ends_when_the_client_closes(tmp_path: Path) 
                     await client.aclose()
         assert len(outcome) == 1 and isinstance(outcome[0], ClientClosedError), outcome
         assert not (tmp_path / "v.mp4").exists()
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_done_callback_raising_cancelled_error_stops_nothing(sandbox: Sandbox) -> None:
