@@ -33,8 +33,9 @@ if TYPE_CHECKING:
 class Scheduler(Protocol):
     """What the registry needs of the poller: polls for the jobs it tracks."""
 
-    def add(self, job: VideoJob) -> None:
-        """Poll ``job`` (a newly registered one) until it resolves or its deadline."""
+    def add(self, job: VideoJob, *, soon: bool = False) -> None:
+        """Poll ``job`` (a newly registered one) until it resolves or its deadline; first
+        at once when ``soon`` (a job submitted long ago)."""
         ...
 
     def forget(self, job: VideoJob) -> None:
@@ -375,8 +376,9 @@ class JobRegistry:
     def get(self, task_id: str) -> VideoJob | None:
         return self._jobs.get(task_id)
 
-    def register(self, job: VideoJob) -> VideoJob:
-        """Track ``job`` (or return the job already tracked for its task id)."""
+    def register(self, job: VideoJob, *, poll_soon: bool = False) -> VideoJob:
+        """Track ``job`` (or return the job already tracked for its task id); ``poll_soon``
+        for a job submitted long ago (its first poll goes out at once)."""
         existing = self._jobs.get(job.task_id)
         if existing is not None:
             return existing
@@ -389,7 +391,7 @@ class JobRegistry:
         if early is not None:
             self.apply_callback(early[1])
         if not job.done():
-            self._scheduler.add(job)
+            self._scheduler.add(job, soon=poll_soon)
         return job
 
     def apply_details(self, details: VideoDetails) -> bool:

@@ -236,17 +236,22 @@ class Ledger:
         if existing is not None:
             return existing
         expect = record.via_listener and self._relay is not None
-        return self._track(self._new_job(record.task_id, record.request, expect), record)
+        job = self._new_job(record.task_id, record.request, expect)
+        # Submitted a while ago (a re-run, a resume, another worker's job): its render may
+        # well be over, so its first poll goes out now, not a first delay from now.
+        return self._track(job, record, poll_soon=time.time() - record.updated_at > 1.0)
 
     def track(self, job: VideoJob) -> VideoJob:
         """Register a job that has no record (attached by id)."""
         return self._track(job, None)
 
-    def _track(self, job: VideoJob, record: JobRecord | None) -> VideoJob:
+    def _track(
+        self, job: VideoJob, record: JobRecord | None, *, poll_soon: bool = False
+    ) -> VideoJob:
         # Before it registers (which can resolve it: an early callback): when the job
         # resolves, the registry has the ledger record its result under this record.
         job._record = record
-        registered = self._registry.register(job)
+        registered = self._registry.register(job, poll_soon=poll_soon)
         if registered is job and self._relay is not None and not job.done():
             self._relay.watch(job.task_id)  # a callback stored before we registered
         return registered

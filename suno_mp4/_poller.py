@@ -101,9 +101,10 @@ class Poller:
     def __len__(self) -> int:
         return len(self._heap)
 
-    def add(self, job: VideoJob) -> None:
-        """Start tracking a newly registered job."""
-        self._schedule(job)
+    def add(self, job: VideoJob, *, soon: bool = False) -> None:
+        """Start tracking a newly registered job (polled at once if ``soon``: one attached
+        to a submit made long ago, whose render may well be over)."""
+        self._schedule(job, delay=0.0 if soon else None)
 
     def _schedule(self, job: VideoJob, *, delay: float | None = None) -> None:
         now = loop_time()

@@ -490,3 +490,20 @@ async def test_junk_under_a_stores_keys_fails_that_record_alone(redis: Redis, ju
     assert {r.key for r in await heir.claim()} == {"good0", "good1", "good2"}
     await heir.delete("junk")  # the way out of junk
     assert await heir.get("junk") is None
+
+
+async def test_junk_in_the_shared_limit_fails_a_request_instead_of_holding_it(
+    redis: Redis,
+) -> None:
+    # A pause of a year, or permits that never end: no limit of ours sets them.
+    from suno_mp4 import TransportError
+
+    limit = RedisRateLimit(redis, 2, name="junk")
+    await redis.set("{suno-mp4}:rate:junk:pause", "1", px=365 * 86_400_000)
+    with anyio.fail_after(10), pytest.raises(TransportError, match="longer than any"):
+        await limit.acquire()
+    await redis.delete("{suno-mp4}:rate:junk:pause")
+    await redis.zadd("{suno-mp4}:rate:junk", {"a": 1e18, "b": 1e18})
+    with anyio.fail_after(10):  # permits that would never end are dropped as junk
+        token = await limit.acquire()
+    await limit.release(token)

@@ -279,3 +279,29 @@ async def test_a_store_that_cannot_be_used_is_a_typed_error_and_sends_nothing(
                 await c.create_video(*sb.add_track())
         assert sum(sb.stats.submits.values()) == 0
     await store.aclose()
+
+
+async def test_a_job_submitted_long_ago_is_polled_at_once_when_attached(tmp_path: Path) -> None:
+    # A re-run or a resume: its render may well be over, so no first delay (30 s here)
+    # stands between it and its result.
+    import attrs
+    from suno_mp4_sandbox import PlaceholderRenderer
+
+    from suno_mp4 import PollPolicy
+
+    db = tmp_path / "jobs.db"
+    async with Sandbox(render_time=0, renderer=PlaceholderRenderer()) as sb:  # done at once
+        track = sb.add_track()
+        store = SQLiteJobStore(db)
+        async with Client(sb.api_key, base_url=sb.base_url, store=store) as c:
+            job = await c.create_video(*track)
+        record = await store.find_task(job.task_id)
+        assert record is not None and record.state == SUBMITTED
+        await store.save(attrs.evolve(record, updated_at=record.updated_at - 600))
+        slow_first = PollPolicy(initial_delay=30, max_interval=30)
+        async with Client(sb.api_key, base_url=sb.base_url, store=store, poll=slow_first) as c:
+            with anyio.fail_after(10):
+                again = await c.create_video(*track)  # attached: polled at once
+                video = await again
+        await store.aclose()
+    assert video.task_id == job.task_id and sb.stats.submits[track] == 1

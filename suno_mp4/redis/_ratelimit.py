@@ -30,6 +30,9 @@ local paused = redis.call('PTTL', KEYS[2])
 if paused > 0 then return paused end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local cooldown = tonumber(ARGV[4])
+-- No permit of ours counts past a lease or a cool-down from now: one that would is junk
+-- (another program, a person), and would hold the limit full for good.
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '(' .. (now + tonumber(ARGV[2]) + cooldown + 1000), '+inf')
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
   local lease = tonumber(ARGV[2])
   redis.call('ZADD', KEYS[1], now + lease, ARGV[3])
@@ -67,6 +70,11 @@ local ms = tonumber(ARGV[1])
 if redis.call('PTTL', KEYS[1]) < ms then redis.call('SET', KEYS[1], '1', 'PX', ms) end
 return 0
 """
+
+
+#: The longest wait the shared limit's own permits and pauses can ask for (a pause is a
+#: server's Retry-After, which the client honours up to ``max_retry_after``).
+_LONGEST_WAIT_MS = 3_600_000
 
 
 class RedisRateLimit:
@@ -144,6 +152,14 @@ class RedisRateLimit:
             backoff.reset()
             if wait_ms == 0:
                 return token
+            if wait_ms > _LONGEST_WAIT_MS:
+                # No permit or pause this class sets lasts that long: junk under its keys
+                # (another program, a bug, a person), which would hold every request.
+                raise TransportError(
+                    f"the shared rate limit in Redis asks to wait {wait_ms / 1000:.0f} s, "
+                    f"longer than any permit or pause lasts: check its keys {self._keys}",
+                    sent=False,
+                )
             # The script's own answer (when a permit frees up), with a little jitter so the
             # processes do not ask in lockstep.
             await anyio.sleep(wait_ms / 1000 * (1 + 0.1 * self._rng.random()))
