@@ -13,7 +13,7 @@ import attrs
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._errors import InvalidRequestError, SunoMp4Error
+from ._errors import ClientClosedError, InvalidRequestError, SunoMp4Error
 from ._jobs import VideoJob
 from ._ledger import Ledger, check_same_request
 from ._models import MusicVideo, VideoRequest
@@ -70,6 +70,9 @@ class Batch:
 
     async def __anext__(self) -> BatchResult:
         if self._closed:
+            error, self._input_error = self._input_error, None
+            if error is not None:
+                raise error
             raise StopAsyncIteration
         if self._streams is None:
             self._streams = anyio.create_memory_object_stream[BatchResult](0)
@@ -93,8 +96,14 @@ class Batch:
         """Stop submitting; results not yet taken are dropped (their jobs keep running)."""
         self.close()
 
-    def close(self) -> None:
-        """:meth:`aclose` without awaiting (the client calls it when it closes)."""
+    def close(self, *, client_closed: bool = False) -> None:
+        """:meth:`aclose` without awaiting (the client calls it when it closes: the loop
+        then raises :class:`ClientClosedError`, not a quiet end that reads as done)."""
+        if client_closed and not self._closed and self._input_error is None:
+            self._input_error = ClientClosedError(
+                "the Client closed while this batch ran; jobs already submitted keep "
+                "running on the server: run the batch again (keyed: nothing is billed twice)"
+            )
         self._closed = True
         if self._scope is not None:
             self._scope.cancel()
@@ -114,18 +123,19 @@ class Batch:
             async with anyio.create_task_group() as tg:
                 try:
                     async for chunk in _chunks(self._requests):
-                        for item in chunk:
-                            if not isinstance(item, VideoRequest):
-                                raise InvalidRequestError(
-                                    "each item of requests must be a VideoRequest, got "
-                                    f"{type(item).__name__}"
-                                )
+                        # Up to a wrong item: those before it are begun, then the loop ends.
+                        good = list(itertools.takewhile(_is_request, chunk))
                         # One store look-up for a chunk: a re-run of a long batch finds most
                         # rows finished without a trip per row.
-                        known = await self._ledger.finished_records_of(chunk)
-                        for request in chunk:
+                        known = await self._ledger.finished_records_of(good)
+                        for request in good:
                             await slots.acquire()
                             tg.start_soon(self._one, request, slots, send, known.get(request.key))
+                        if len(good) < len(chunk):
+                            raise InvalidRequestError(
+                                "each item of requests must be a VideoRequest, got "
+                                f"{type(chunk[len(good)]).__name__}"
+                            )
                 except Exception as exc:
                     # The caller's iterable failed (or held something else): no more items;
                     # those under way finish and are yielded, then the loop raises this.
@@ -163,6 +173,10 @@ class Batch:
             slots.release()
 
 
+def _is_request(item: object) -> bool:
+    return isinstance(item, VideoRequest)
+
+
 async def _chunks(
     items: Iterable[VideoRequest] | AsyncIterable[VideoRequest], size: int = 256
 ) -> AsyncIterator[list[VideoRequest]]:
@@ -173,5 +187,14 @@ async def _chunks(
             yield [item]
     else:
         iterator = iter(items)
-        while chunk := list(itertools.islice(iterator, size)):
+        while True:
+            chunk: list[VideoRequest] = []
+            try:
+                chunk.extend(itertools.islice(iterator, size))
+            except Exception:
+                if chunk:  # what was read before it failed is still done
+                    yield chunk
+                raise
+            if not chunk:
+                return
             yield chunk

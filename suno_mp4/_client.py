@@ -150,7 +150,7 @@ class Client:
             if not self._closed:
                 self._closed = True
                 for batch in list(self._batches):
-                    batch.close()
+                    batch.close(client_closed=True)
                 self._registry.close(
                     ClientClosedError(
                         "the Client closed before this job finished; the task keeps running "

@@ -79,6 +79,9 @@ class APIError(SunoMp4Error):
 
     #: Whether the request may be re-sent as it is (it certainly did nothing the first time).
     retryable = False
+    #: False for an HTTP error page without the API's JSON envelope (a proxy's, say): then
+    #: not the API's own word on the task.
+    enveloped = True
 
     def __init__(
         self,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import logging
 import math
 from collections import OrderedDict
@@ -261,8 +262,14 @@ class VideoJob:
     def add_done_callback(self, callback: DoneCallback) -> None:
         """Call ``callback(job)`` once the job resolves (at once if it already has).
 
-        An exception raised by ``callback`` is logged and otherwise ignored.
+        An exception raised by ``callback`` is logged and otherwise ignored. It is called
+        synchronously: a coroutine function is refused (its coroutine would never run).
         """
+        if not callable(callback) or inspect.iscoroutinefunction(callback):
+            raise InvalidRequestError(
+                "add_done_callback takes a plain function (called at once, not awaited); "
+                f"got {short(repr(callback), 60)}"
+            )
         if self._outcome is not None:
             self._call(callback)
         else:

@@ -284,7 +284,7 @@ class Ledger:
         record = job._record
         assert record is not None
         error = job.exception()
-        if error is not None and not isinstance(error, _FINAL):
+        if error is not None and not _final(error):
             # Not the API saying the task failed or does not exist (a closed client, a wait
             # that ran out, a refused key, an unusable answer, a long pause): the remote
             # task may yet finish, so the record stays resumable (a later run attaches to it
@@ -456,9 +456,12 @@ class _KeyTaken(Exception):
         self.holder = holder
 
 
-#: The errors that end a job for good (recorded ``failed``): the API said the rendering
-#: failed, or knows no such task (or refuses its id).
-_FINAL = (VideoGenerationError, NotFoundError, ValidationError)
+def _final(error: BaseException) -> bool:
+    """Whether ``error`` ends a job for good (recorded ``failed``): the API said the
+    rendering failed, or (in its own envelope, not a proxy's page) knows no such task."""
+    if isinstance(error, NotFoundError | ValidationError):
+        return error.enveloped
+    return isinstance(error, VideoGenerationError)
 
 
 def check_same_request(record: JobRecord, request: VideoRequest) -> None:

@@ -34,6 +34,9 @@ __all__ = ["Poller"]
 
 logger = logging.getLogger("suno_mp4.poller")
 
+#: The longest pause a job without a deadline (``max_wait=None``) waits out for a server.
+_LONGEST_PAUSE = 86_400.0
+
 #: Poll answers that will not get better by asking again: the job fails with them.
 _PERMANENT = (AuthenticationError, NotFoundError, ValidationError)
 
@@ -235,9 +238,10 @@ class Poller:
             delay = self.policy.max_interval
             if isinstance(exc, RateLimitError) and exc.retry_after is not None:
                 deadline = job.deadline
-                if deadline is not None and loop_time() + exc.retry_after >= deadline:
-                    # The pause outlasts the job's max_wait: its waiters hear it now
-                    # rather than at the deadline (the job stays attachable).
+                end = loop_time() + _LONGEST_PAUSE if deadline is None else deadline
+                if loop_time() + exc.retry_after >= end:
+                    # The pause outlasts the job's max_wait (or a day, with none): its
+                    # waiters hear it now, not at the deadline (the job stays attachable).
                     self._registry.fail(job, exc)
                     return
                 delay = max(delay, exc.retry_after)

@@ -26,6 +26,10 @@ from ._transport import Transport, api_headers, dumps
 
 __all__ = ["Runtime"]
 
+#: ``asyncio._get_running_loop`` (``None`` outside a loop), bound once: it is asked on every
+#: request.
+_running_loop = asyncio._get_running_loop
+
 logger = logging.getLogger("suno_mp4.client")
 
 #: The store's name for the learned render times (``PollPolicy(schedule="learned")``).
@@ -67,7 +71,7 @@ class Runtime:
 
     @property
     def transport(self) -> Transport:
-        if self._transport is None or self._loop is not asyncio._get_running_loop():
+        if self._transport is None or self._loop is not _running_loop():
             if self._transport is not None:
                 raise ClientClosedError(
                     "this Client runs on another event loop (thread): make one per loop"

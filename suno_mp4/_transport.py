@@ -200,11 +200,6 @@ class Transport:
             permit = self.limiter.try_acquire() or await self.limiter.acquire(
                 PRIORITY_SUBMIT if kind == "submit" else PRIORITY_POLL
             )
-            if self._session.closed:  # closed while this waited (a backoff, the limiter)
-                permit.release(ok=False)
-                raise ClientClosedError(
-                    "the Client closed before this request was sent", sent=False
-                )
             try:
                 if kind == "submit":
                     # Once a submit is recorded and on the wire it finishes, so its answer
@@ -355,6 +350,8 @@ class Transport:
         params: Mapping[str, str] | None,
         task_id: str | None,
     ) -> Any:
+        if self._session.closed:  # closed while this waited (the limiter, a backoff, a store)
+            raise ClientClosedError("the Client closed before this request was sent", sent=False)
         try:
             # Awaited, not ``async with``: three coroutines fewer a request. A body read to
             # its end has given its connection back (aiohttp closes the response at EOF);
@@ -387,12 +384,8 @@ class Transport:
                     resp.release()
         except AIOHTTP_FAILURES as exc:  # what map_exceptions does, without its object
             raise transport_error(exc, path) from exc
-        except RuntimeError:
-            if self._session.closed:  # aiohttp refuses at once: nothing was sent
-                raise ClientClosedError(
-                    "the Client closed before this request was sent", sent=False
-                ) from None
-            raise
+        except RuntimeError as exc:  # aiohttp's "Connection closed.": the answer was cut
+            raise TransportError(f"request to {path} failed: {exc}", endpoint=path) from exc
         return self._decode(path, status, body, headers, task_id)
 
     def _read_capped(self, resp: aiohttp.ClientResponse) -> Awaitable[bytes]:
@@ -434,7 +427,7 @@ class Transport:
             snippet = body[:120].decode("utf-8", "replace").strip()
             code = status if status >= 400 else 500
             msg = f"HTTP {status} without a JSON envelope" + (f": {snippet!r}" if snippet else "")
-            raise error_for_code(
+            bare = error_for_code(
                 code,
                 msg,
                 table=self._codes,
@@ -444,6 +437,8 @@ class Transport:
                 retry_after=retry_after,
                 request_id=request_id,
             )
+            bare.enveloped = False  # a proxy's page: not the API's word on the task
+            raise bare
         code = envelope["code"]
         raw_msg = envelope.get("msg")
         raise error_for_code(

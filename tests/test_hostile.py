@@ -562,3 +562,40 @@ async def test_jobs_whose_waiters_all_left_are_released(server: Hostile) -> None
         server.details["pending-0"] = lambda _req: success("pending-0", server.video_url("x"))
         with anyio.fail_after(10):
             assert (await again).task_id == "pending-0"
+
+
+@pytest.mark.parametrize("enveloped", [True, False], ids=["api-404", "proxy-404"])
+async def test_a_404_ends_a_job_for_good_only_in_the_apis_own_words(
+    server: Hostile, enveloped: bool
+) -> None:
+    # A proxy's bare 404 page says nothing about the task: its record stays resumable.
+    from suno_mp4 import JobState, NotFoundError
+
+    def not_found(_req: web.Request) -> web.Response:
+        if enveloped:
+            return web.json_response(envelope(None, code=404, msg="no such task"))
+        return web.Response(status=404, text="<html>404 Not Found</html>")
+
+    server.submit = lambda _req: envelope({"taskId": "gone"})
+    server.details["gone"] = not_found
+    async with _client(server) as client:
+        job = await client.create_video("track-1", "audio-1")
+        with anyio.fail_after(10), pytest.raises(NotFoundError):
+            await job
+        await anyio.wait_all_tasks_blocked()
+        assert job.request is not None
+        record = await client.store.get(job.request.key)
+    assert record is not None
+    assert record.state is (JobState.FAILED if enveloped else JobState.SUBMITTED)
+
+
+async def test_a_job_without_max_wait_told_to_wait_forever_fails_instead(
+    server: Hostile,
+) -> None:
+    server.details["slow"] = lambda _req: _throttled("inf")
+    retry = RetryPolicy(attempts=1, max_retry_after=0.5)
+    async with _client(
+        server, poll=PollPolicy(initial_delay=0.01, max_wait=None), retry=retry
+    ) as c:
+        with anyio.fail_after(10), pytest.raises(RateLimitError):
+            await c.job("slow")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import anyio
@@ -48,10 +48,23 @@ async def test_a_batch_whose_input_fails_yields_what_it_began_then_raises_and_th
         )
         with anyio.fail_after(20):  # the client still works
             await (await client.create_video(*tracks[3]))
+        # From a list (read 256 at a time): the items before a wrong one, or before the
+        # input failed, are begun and yielded all the same.
+        more = [sandbox.add_track() for _ in range(4)]
         with anyio.fail_after(20), pytest.raises(InvalidRequestError, match="VideoRequest"):
-            async for _ in client.create_videos([VideoRequest(*tracks[3]), ("t", "a")]):  # type: ignore[list-item]
-                pass
-    assert sorted(sandbox.stats.submits.values()) == [1] * 4
+            async for result in client.create_videos([VideoRequest(*more[0]), ("t", "a")]):  # type: ignore[list-item]
+                assert result.ok
+
+        def failing() -> Iterator[VideoRequest]:
+            yield from (VideoRequest(*track) for track in more[1:])
+            raise ValueError("the file ended badly")
+
+        done = []
+        with anyio.fail_after(20), pytest.raises(ValueError, match="ended badly"):
+            async for result in client.create_videos(failing()):
+                done.append(result)
+        assert sorted(r.request.task_id for r in done if r.ok) == sorted(t[0] for t in more[1:])
+    assert sorted(sandbox.stats.submits.values()) == [1] * 8
 
 
 async def test_requests_waiting_for_the_limiter_when_the_client_closes_are_not_in_doubt(
@@ -159,3 +172,36 @@ async def test_a_wait_with_a_timeout_that_is_no_number_is_an_invalid_request(
         job = await client.create_video(*sandbox.add_track())
         with pytest.raises(InvalidRequestError, match="timeout"):
             await job.wait("5")  # type: ignore[arg-type]
+
+
+async def test_an_async_done_callback_is_refused_not_silently_dropped(sandbox: Sandbox) -> None:
+    async def never_awaited(_job: object) -> None:
+        raise AssertionError("a done callback is not awaited")
+
+    async with _client(sandbox) as client:
+        job = await client.create_video(*sandbox.add_track())
+        with pytest.raises(InvalidRequestError, match="plain function"):
+            job.add_done_callback(never_awaited)
+
+
+async def test_a_batch_whose_client_closes_under_it_says_so() -> None:
+    # Not a quiet end of the loop, which would read as "all done".
+    async with Sandbox(render_time=30) as sb:
+        await _close_under_a_batch(sb)
+
+
+async def _close_under_a_batch(sandbox: Sandbox) -> None:
+    requests = [VideoRequest(*sandbox.add_track()) for _ in range(3)]
+    async with _client(sandbox) as client:
+        batch = client.create_videos(requests)
+
+        async def consume() -> None:
+            with pytest.raises(ClientClosedError, match="batch"):
+                async for _ in batch:
+                    pass
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(consume)
+                await anyio.wait_all_tasks_blocked()  # the batch waits for its renders
+                await client.aclose()

@@ -507,3 +507,12 @@ async def test_junk_in_the_shared_limit_fails_a_request_instead_of_holding_it(
     with anyio.fail_after(10):  # permits that would never end are dropped as junk
         token = await limit.acquire()
     await limit.release(token)
+
+
+async def test_a_shared_limit_with_a_long_window_waits_rather_than_failing(redis: Redis) -> None:
+    # One request a day is a limit, not junk: a full limit asks for a long wait, as it should.
+    limit = RedisRateLimit(redis, RateLimit(1, per_seconds=7200), name="daily")
+    await limit.acquire()
+    with anyio.move_on_after(0.5) as waiting:
+        await limit.acquire()
+    assert waiting.cancelled_caught  # still waiting, no error

@@ -30,9 +30,10 @@ local paused = redis.call('PTTL', KEYS[2])
 if paused > 0 then return paused end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local cooldown = tonumber(ARGV[4])
--- No permit of ours counts past a lease or a cool-down from now: one that would is junk
--- (another program, a person), and would hold the limit full for good.
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '(' .. (now + tonumber(ARGV[2]) + cooldown + 1000), '+inf')
+-- No permit of ours counts a day past a lease and a cool-down from now (whatever lease
+-- another process has): one that would is junk, and would hold the limit full for good.
+local never = now + tonumber(ARGV[2]) + cooldown + 86400000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '(' .. never, '+inf')
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
   local lease = tonumber(ARGV[2])
   redis.call('ZADD', KEYS[1], now + lease, ARGV[3])
@@ -72,9 +73,9 @@ return 0
 """
 
 
-#: The longest wait the shared limit's own permits and pauses can ask for (a pause is a
-#: server's Retry-After, which the client honours up to ``max_retry_after``).
-_LONGEST_WAIT_MS = 3_600_000
+#: The longest pause the shared limit keeps (a server's Retry-After, honoured by the client
+#: up to ``max_retry_after``): longer ones are cut to it.
+_LONGEST_PAUSE_MS = 3_600_000
 
 
 class RedisRateLimit:
@@ -108,6 +109,8 @@ class RedisRateLimit:
         self._lease_ms = math.ceil(lease * 1000)
         self._cooldown_ms = math.ceil((self._limit.per_seconds + self._limit.margin) * 1000)
         self._unavailable_after = unavailable_after
+        #: No answer of our own script asks for a longer wait: one that does reads junk.
+        self._longest_wait_ms = max(self._lease_ms, self._cooldown_ms, _LONGEST_PAUSE_MS) + 1000
         self._acquire = redis.register_script(_ACQUIRE)
         self._release = redis.register_script(_RELEASE)
         self._pause = redis.register_script(_PAUSE)
@@ -152,7 +155,7 @@ class RedisRateLimit:
             backoff.reset()
             if wait_ms == 0:
                 return token
-            if wait_ms > _LONGEST_WAIT_MS:
+            if wait_ms > self._longest_wait_ms:
                 # No permit or pause this class sets lasts that long: junk under its keys
                 # (another program, a bug, a person), which would hold every request.
                 raise TransportError(
@@ -168,4 +171,5 @@ class RedisRateLimit:
         await self._release(keys=self._keys[:1], args=[token, self._cooldown_ms])
 
     async def pause(self, seconds: float) -> None:
-        await self._pause(keys=self._keys[1:], args=[max(1, math.ceil(seconds * 1000))])
+        ms = min(_LONGEST_PAUSE_MS, max(1, math.ceil(min(seconds, 1e9) * 1000)))
+        await self._pause(keys=self._keys[1:], args=[ms])
