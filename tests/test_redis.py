@@ -19,7 +19,7 @@ from suno_mp4 import (
     RateLimit,
     TransportError,
 )
-from suno_mp4._store import SUBMITTED, SUBMITTING, UNKNOWN, JobRecord
+from suno_mp4._store import SUBMITTED, SUBMITTING, UNKNOWN, JobRecord, record_to_json
 from suno_mp4.redis import RedisCallbackRelay, RedisJobStore, RedisRateLimit
 
 from .conftest import FAST_POLL, FAST_RETRY
@@ -478,16 +478,24 @@ async def test_junk_under_a_stores_keys_fails_that_record_alone(redis: Redis, ju
         await dead.save(_record(f"good{i}", task_id=f"mp4_{i}"))
     await dead.save(_record("junk", task_id="mp4_j"))
     await redis.set("{suno-mp4}:jobs:record:junk", junk)
-    # A worker entry whose set is no set: claiming from it fails; from the others, not.
-    await redis.sadd("{suno-mp4}:jobs:workers", "bad0")
+    # A dead worker entry whose sets are no sets (one of them only: a claim must not stop
+    # half-way, having moved the one and not the other): read as empty, then removed.
+    await redis.sadd("{suno-mp4}:jobs:workers", "bad0", "bad1")
     await redis.set("{suno-mp4}:jobs:unfinished:bad0", "not a set")
+    await redis.sadd("{suno-mp4}:jobs:unfinished:bad1", "good-of-bad1")
+    await redis.set("{suno-mp4}:jobs:keys:bad1", "not a set")
+    await redis.set(
+        "{suno-mp4}:jobs:record:good-of-bad1",
+        record_to_json(_record("good-of-bad1", task_id="mp4_b")),
+    )
     with pytest.raises(JobStoreError):
         await dead.get("junk")
     assert {r.key for r in await dead.unfinished()} == {"good0", "good1", "good2"}
     with anyio.fail_after(5):
         while await redis.exists("{suno-mp4}:jobs:alive:dead"):  # noqa: ASYNC110 - a TTL
             await anyio.sleep(0.05)
-    assert {r.key for r in await heir.claim()} == {"good0", "good1", "good2"}
+    assert {r.key for r in await heir.claim()} == {"good0", "good1", "good2", "good-of-bad1"}
+    assert await redis.smembers("{suno-mp4}:jobs:workers") == set()  # the dead ones left
     await heir.delete("junk")  # the way out of junk
     assert await heir.get("junk") is None
 

@@ -28,11 +28,18 @@ logger = logging.getLogger("suno_mp4.redis")
 
 #: KEYS: dead worker's lease, its unfinished keys, its keys; ours: unfinished, keys;
 #: the worker set. ARGV: dead worker id. Returns the keys moved (none if it is alive).
+#: A dead worker's key of another type than a set is junk: read as empty (checked before
+#: anything is written: a script that fails half-way is not rolled back), then deleted.
 _CLAIM = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return {} end
-local moved = redis.call('SMEMBERS', KEYS[2])
+local function members(key)
+  if redis.call('TYPE', key)['ok'] == 'set' then return redis.call('SMEMBERS', key) end
+  return {}
+end
+local moved = members(KEYS[2])
+local known = members(KEYS[3])
 for _, key in ipairs(moved) do redis.call('SADD', KEYS[4], key) end
-for _, key in ipairs(redis.call('SMEMBERS', KEYS[3])) do redis.call('SADD', KEYS[5], key) end
+for _, key in ipairs(known) do redis.call('SADD', KEYS[5], key) end
 redis.call('DEL', KEYS[2], KEYS[3])
 redis.call('SREM', KEYS[6], ARGV[1])
 return moved
