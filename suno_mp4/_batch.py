@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
-from typing import Self
+from typing import NoReturn, Self
 
 import anyio
 import attrs
@@ -70,10 +70,7 @@ class Batch:
 
     async def __anext__(self) -> BatchResult:
         if self._closed:
-            error, self._input_error = self._input_error, None
-            if error is not None:
-                raise error
-            raise StopAsyncIteration
+            self._end()
         if self._streams is None:
             self._streams = anyio.create_memory_object_stream[BatchResult](0)
             await self._task_group.start(self._run, self._streams[0])
@@ -81,10 +78,15 @@ class Batch:
             return await self._streams[1].receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             await self.aclose()
-            error, self._input_error = self._input_error, None
-            if error is not None:
-                raise error from None
-            raise StopAsyncIteration from None
+        self._end()
+
+    def _end(self) -> NoReturn:
+        """The loop is over: with the error that ended it (its input's, a closed client's),
+        once, else a plain end."""
+        error, self._input_error = self._input_error, None
+        if error is not None:
+            raise error
+        raise StopAsyncIteration
 
     async def __aenter__(self) -> Self:
         return self

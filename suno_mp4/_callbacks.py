@@ -164,18 +164,14 @@ def parse_callback_body(body: bytes | str) -> tuple[CallbackPayload, dict[str, A
     return payload, data
 
 
-#: The longest message a relayed callback carries.
-_RELAYED_MSG_CHARS = 500
-
-
 def _relayed(payload: CallbackPayload) -> dict[str, Any]:
-    """What a relay stores and publishes of a callback: what resolving its job reads, with a
-    bounded message; not the rest of the body (kept for days, for a task id anyone who
-    holds the URL can make up)."""
-    inner: dict[str, Any] = {"task_id": payload.task_id}
-    if payload.video_url is not None:
-        inner["video_url"] = payload.video_url
-    return {"code": payload.code, "msg": payload.msg[:_RELAYED_MSG_CHARS], "data": inner}
+    """What a relay stores and publishes of a callback (kept for days): its trimmed payload
+    (:meth:`CallbackPayload.trimmed`) in the callback's wire shape."""
+    kept = payload.trimmed()
+    inner: dict[str, Any] = {"task_id": kept.task_id}
+    if kept.video_url is not None:
+        inner["video_url"] = kept.video_url
+    return {"code": kept.code, "msg": kept.msg, "data": inner}
 
 
 def verify_signature(
@@ -191,7 +187,7 @@ def verify_signature(
     ``X-Webhook-Timestamp``, and the timestamp is within ``max_skew`` seconds of now."""
     # Whole seconds of the Unix epoch: ASCII digits only, and few of them (int() would take
     # "١٢", "+1" or a thousand digits, and a huge one cannot be compared with a float).
-    if not isinstance(timestamp, str) or not _TIMESTAMP.fullmatch(timestamp):
+    if not isinstance(timestamp, str) or not _DIGITS.fullmatch(timestamp):
         return False
     if abs((time.time() if now is None else now) - int(timestamp)) > max_skew:
         return False
@@ -199,9 +195,9 @@ def verify_signature(
     return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
 
 
-_TIMESTAMP = re.compile(r"[0-9]{1,18}")
-#: A declared body length: ASCII digits only (``str.isdigit`` takes "²"), at most 18 of them.
-_LENGTH = re.compile(r"[0-9]{1,18}")
+#: A timestamp or a declared body length: ASCII digits only (``str.isdigit`` and ``int``
+#: take "²" or "١٢"), at most 18 of them.
+_DIGITS = re.compile(r"[0-9]{1,18}")
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -455,7 +451,7 @@ class CallbackListener:
         length = _header(headers, "Content-Length")
         if length is not None:
             length = length.strip()
-            if not _LENGTH.fullmatch(length):
+            if not _DIGITS.fullmatch(length):
                 return self._answer(400, "callback Content-Length is not a number")
             if int(length) > self.max_body:
                 return self._answer(413, "callback body too large")

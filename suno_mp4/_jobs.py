@@ -56,9 +56,6 @@ __all__ = ["JobRegistry", "VideoJob", "as_completed"]
 
 logger = logging.getLogger("suno_mp4.jobs")
 
-#: The longest message an early callback keeps while it waits for its job.
-_EARLY_MSG_CHARS = 500
-
 Outcome = MusicVideo | SunoMp4Error
 DoneCallback = Callable[["VideoJob"], None]
 
@@ -471,12 +468,7 @@ class JobRegistry:
         return True
 
     def _buffer(self, payload: CallbackPayload) -> None:
-        # Kept small: anyone with the URL can send callbacks for made-up task ids, so only
-        # what resolving a job reads is kept, and a bounded message (not the body's rest).
-        if payload.extra or len(payload.msg) > _EARLY_MSG_CHARS:
-            payload = CallbackPayload(
-                payload.code, payload.msg[:_EARLY_MSG_CHARS], payload.task_id, payload.video_url
-            )
+        payload = payload.trimmed()  # kept small: the task id may be made up
         now = loop_time()
         while self._early:  # drop what is too old, then what does not fit
             oldest_id, (expires, _) = next(iter(self._early.items()))

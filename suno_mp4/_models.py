@@ -210,6 +210,8 @@ class MusicVideo:
 
 
 _EMPTY: Mapping[str, object] = MappingProxyType({})
+#: The longest message kept of a callback waiting for its job (``CallbackPayload.trimmed``).
+_KEPT_MSG_CHARS = 500
 
 
 @attrs.frozen
@@ -247,3 +249,11 @@ class CallbackPayload:
     def ok(self) -> bool:
         """Whether the envelope says success (200, or 0 as the contract's schema shows)."""
         return self.code in (0, 200)
+
+    def trimmed(self) -> CallbackPayload:
+        """What resolving a job reads of it, with a message of at most 500 characters: what
+        is kept of a callback for a task id nobody holds yet (anyone with the URL can make
+        such ids up), in memory or in a relay's store."""
+        if not self.extra and len(self.msg) <= _KEPT_MSG_CHARS:
+            return self
+        return CallbackPayload(self.code, self.msg[:_KEPT_MSG_CHARS], self.task_id, self.video_url)

@@ -238,8 +238,8 @@ class Poller:
             delay = self.policy.max_interval
             if isinstance(exc, RateLimitError) and exc.retry_after is not None:
                 deadline = job.deadline
-                end = loop_time() + _LONGEST_PAUSE if deadline is None else deadline
-                if loop_time() + exc.retry_after >= end:
+                left = _LONGEST_PAUSE if deadline is None else deadline - loop_time()
+                if exc.retry_after >= left:
                     # The pause outlasts the job's max_wait (or a day, with none): its
                     # waiters hear it now, not at the deadline (the job stays attachable).
                     self._registry.fail(job, exc)

@@ -71,16 +71,17 @@ class Runtime:
 
     @property
     def transport(self) -> Transport:
-        if self._transport is None or self._loop is not _running_loop():
-            if self._transport is not None:
-                raise ClientClosedError(
-                    "this Client runs on another event loop (thread): make one per loop"
-                )
-            if self.failed is not None:
-                name = type(self.failed).__name__
-                raise ClientClosedError(f"this Client stopped after an internal error ({name})")
-            raise ClientClosedError("this Client is not running (use it inside `async with`)")
-        return self._transport
+        transport = self._transport
+        if transport is not None and self._loop is _running_loop():
+            return transport
+        if transport is not None:
+            raise ClientClosedError(
+                "this Client runs on another event loop (thread): make one per loop"
+            )
+        if self.failed is not None:
+            name = type(self.failed).__name__
+            raise ClientClosedError(f"this Client stopped after an internal error ({name})")
+        raise ClientClosedError("this Client is not running (use it inside `async with`)")
 
     @property
     def task_group(self) -> TaskGroup:

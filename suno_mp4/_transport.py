@@ -161,8 +161,9 @@ class Transport:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._codes = codes
         self._rng = rng or random.Random()
-        #: The downloads under way (``abort_streams`` cuts them).
+        #: The downloads under way, and whether ``abort_streams`` cut them (the client closed).
         self._streams: set[aiohttp.ClientResponse] = set()
+        self._aborted = False
         #: Counters for benchmarks and tests: requests sent by kind.
         self.sent: dict[str, int] = {"submit": 0, "poll": 0}
         #: The running async library's own cancel scope class (the transport is made in
@@ -462,9 +463,9 @@ class Transport:
         if offset:
             headers["Range"] = f"bytes={offset}-"
         timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=self._timeout.total, sock_read=self._timeout.total
+            total=None, sock_connect=self.timeout, sock_read=self.timeout
         )
-        if self._files.closed:
+        if self._aborted or self._files.closed:
             raise ClientClosedError("the Client closed before this download began", sent=False)
         with map_exceptions(url.split("?", 1)[0]):
             async with self._files.get(url, headers=headers, timeout=timeout) as resp:
@@ -473,11 +474,12 @@ class Transport:
                     yield resp
                 finally:
                     self._streams.discard(resp)
-        if self._files.closed:  # cut by abort_streams(): the client closed meanwhile
+        if self._aborted:  # a body cut short may look whole (one of unknown length)
             raise ClientClosedError("the Client closed during this download")
 
     def abort_streams(self) -> None:
         """Cut every download under way (the client is closing: closing its sessions does
         not end a response being read, which would then wait forever)."""
+        self._aborted = True
         for resp in list(self._streams):
             resp.close()

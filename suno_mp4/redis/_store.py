@@ -14,7 +14,6 @@ from .._untrusted import short
 from ._common import (
     DEFAULT_NAMESPACE,
     Redis,
-    RedisError,
     default_worker_id,
     key_prefix,
     store_errors,
@@ -222,11 +221,7 @@ class RedisJobStore:
                 self._key("keys", me),
                 self._workers,
             ]
-            try:
-                taken = await self._claim(keys=keys, args=[worker])
-            except RedisError as exc:  # one worker's junk entry must not block the others
-                logger.warning("job store: cannot claim from worker %s: %s", short(worker), exc)
-                continue
+            taken = await self._claim(keys=keys, args=[worker])
             if taken:
                 logger.info("claimed %d job(s) of dead worker %s", len(taken), worker)
             moved.extend(taken)
