@@ -80,12 +80,12 @@ async def test_three_clients_sharing_a_limit_never_trip_the_servers_window(redis
                         tg.start_soon(submit, (a, b, c)[i % 3], track)
             elapsed = anyio.current_time() - start
         assert len(jobs) == 36
-        assert sb.stats.answers[429] == 0
         assert sum(sb.stats.submits.values()) == 36
-        # 36 submits at 10/s: 10 at once, then 10 more a second after each answer: the
-        # limit held across the three clients (how close to 3 s is a figure for
-        # benchmarks.scaleout, not an assertion: a busy machine is slower).
-        assert elapsed >= 2.9
+        # The limit held across the three clients: the sandbox counts arrivals in a sliding
+        # 1-s window and answers 429 past 10, so no 429 is no second with more than 10 (a
+        # server-side count, not the test's clock). How long the 36 took is a figure for
+        # benchmarks.scaleout.
+        assert sb.stats.answers[429] == 0
         print(f"\n36 submits through a shared 10/s limit: {elapsed:.2f} s")
 
 
