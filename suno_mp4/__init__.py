@@ -39,6 +39,7 @@ from ._errors import (
     ValidationError,
     VideoExpiredError,
     VideoGenerationError,
+    VideoTooLargeError,
 )
 from ._jobs import JobRegistry, VideoJob, as_completed
 from ._limiter import SharedRateLimit
@@ -103,6 +104,7 @@ __all__ = [
     "VideoDetails",
     "VideoExpiredError",
     "VideoGenerationError",
+    "VideoTooLargeError",
     "VideoJob",
     "VideoRequest",
     "__version__",

@@ -23,6 +23,7 @@ from ._errors import (
     ServerError,
     TransportError,
     VideoExpiredError,
+    VideoTooLargeError,
     error_for_code,
     map_exceptions,
 )
@@ -99,6 +100,9 @@ async def download(
         try:
             await _fetch(transport, url, part, progress, chunk_size)
             break
+        except VideoTooLargeError:
+            await anyio.Path(part).unlink(missing_ok=True)  # no resume would make it smaller
+            raise
         except (TransportError, APIError) as exc:
             # Cut transfers, 5xx, and 429 / 455 (a pause the server asked for) are retried,
             # as for polls; other refusals (403, 401, ...) will not get better.
@@ -164,8 +168,8 @@ async def _fetch(
                 total += offset
         done = offset if resumed else 0
         if total is not None and total > MAX_VIDEO_BYTES:
-            raise TransportError(
-                f"the video is said to be {total} bytes, more than {MAX_VIDEO_BYTES}", endpoint=url
+            raise VideoTooLargeError(
+                f"the video is said to be {total} bytes, more than {MAX_VIDEO_BYTES}: not taken"
             )
         done = await _write_pipelined(
             resp,
@@ -213,7 +217,7 @@ async def _write_pipelined(
                 if progress is not None:
                     progress(done, total)
                 if done > MAX_VIDEO_BYTES:
-                    raise TransportError(f"the video is over {MAX_VIDEO_BYTES} bytes", endpoint=url)
+                    raise VideoTooLargeError(f"the video is over {MAX_VIDEO_BYTES} bytes")
                 now = loop_time()
                 if now - window_start >= window:
                     if done - window_done < MIN_RATE * (now - window_start):

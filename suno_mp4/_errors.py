@@ -249,6 +249,12 @@ class VideoExpiredError(SunoMp4Error):
     """The video is past its 14-day retention (or its URL answers 404/410)."""
 
 
+class VideoTooLargeError(SunoMp4Error):
+    """The video is larger than a download takes (``MAX_VIDEO_BYTES``, 4 GiB: a music
+    video is tens of MB): a broken or hostile server. Not retried; the partial file is
+    deleted."""
+
+
 class JobStoreError(SunoMp4Error):
     """The job store could not be read or written (a corrupt, locked or read-only file, a
     missing folder...). Raised before a submit goes out, nothing is sent."""

@@ -20,6 +20,7 @@ from suno_mp4 import (
     RetryPolicy,
     TransportError,
     VideoExpiredError,
+    VideoTooLargeError,
 )
 
 from .conftest import FAST_POLL, FAST_RETRY
@@ -273,3 +274,51 @@ async def test_a_redirect_to_a_host_no_resolver_takes_is_a_typed_error(
     async with _client_for(files) as client:
         with anyio.fail_after(10), pytest.raises(TransportError, match="host name"):
             await client.download(files["url"], tmp_path / "v.mp4")
+
+
+async def _said_huge(request: web.Request) -> web.StreamResponse:
+    """Headers announcing more than any video (a 200, or a 206 whose whole file is)."""
+    if request.headers.get("Range"):
+        headers = {"Content-Range": f"bytes 1000-1999/{5 * 1024**3}"}
+        return web.Response(status=206, body=_FILE[1000:2000], headers=headers)
+    resp = web.StreamResponse(headers={"Content-Length": str(5 * 1024**3)})
+    await resp.prepare(request)
+    await resp.write(_FILE)
+    return resp
+
+
+async def _endless(request: web.Request) -> web.StreamResponse:
+    """No length said: bytes until the client stops reading."""
+    resp = web.StreamResponse()
+    await resp.prepare(request)
+    for _ in range(10_000):
+        await resp.write(b"x" * 65536)
+    return resp
+
+
+@pytest.mark.parametrize("resumed", [False, True], ids=["whole", "resumed"])
+async def test_a_video_said_to_be_too_large_is_refused_once_and_not_kept(
+    files: dict[str, Any], tmp_path: Path, resumed: bool
+) -> None:
+    if resumed:
+        (tmp_path / ".v.mp4.part").write_bytes(_FILE[:1000])
+    files["script"] = [_said_huge, _whole]
+    async with _client_for(files) as client:
+        with anyio.fail_after(10), pytest.raises(VideoTooLargeError, match="5368709120 bytes"):
+            await client.download(files["url"], tmp_path / "v.mp4")
+    assert files["hits"] == 1  # no retry: a resume would be no smaller
+    assert list(tmp_path.iterdir()) == []  # the part is gone, nothing under the name
+
+
+async def test_a_body_growing_past_the_cap_is_cut_once_and_not_kept(
+    files: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import suno_mp4._download
+
+    monkeypatch.setattr(suno_mp4._download, "MAX_VIDEO_BYTES", 1024**2)
+    files["script"] = [_endless, _whole]
+    async with _client_for(files) as client:
+        with anyio.fail_after(10), pytest.raises(VideoTooLargeError, match="over 1048576"):
+            await client.download(files["url"], tmp_path / "v.mp4")
+    assert files["hits"] == 1
+    assert list(tmp_path.iterdir()) == []
