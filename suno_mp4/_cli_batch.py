@@ -21,6 +21,7 @@ from ._batchfile import ManifestRecord, Row, RowProblem, iter_rows, read_manifes
 from ._errors import (
     AuthenticationError,
     InsufficientCreditsError,
+    JobStoreError,
     SubmissionInDoubtError,
     SunoMp4Error,
     VideoGenerationError,
@@ -104,7 +105,9 @@ class Outcome:
     counts: Counter[str] = attrs.Factory(Counter)
     #: The first few in-doubt rows, to name them (all of them are counted).
     in_doubt: list[VideoRequest] = attrs.Factory(list)
+    #: Why the run stopped early (later rows were not submitted), and its exit code.
     stopped: str | None = None
+    stopped_code: int = EXIT_AUTH
     exit_code: int = EXIT_OK
 
 
@@ -311,11 +314,14 @@ async def run_batch(
                     display.count("skipped" if skipped else "done", f"done   {label}")
                 continue
             error = result.error
-            if isinstance(error, AuthenticationError | InsufficientCreditsError):
+            if isinstance(error, AuthenticationError | InsufficientCreditsError | JobStoreError):
+                # Every later row would fail alike (a store that cannot be written, after
+                # its busy timeout each): no more submits. Nothing was sent for this row.
+                auth = not isinstance(error, JobStoreError)
                 outcome.stopped = str(error)
-                outcome.exit_code = EXIT_AUTH
-                display.count("rejected", f"stopped at {label}: {error}")
-                await batch.aclose()  # no more submits: every later row would fail alike
+                outcome.exit_code = outcome.stopped_code = EXIT_AUTH if auth else EXIT_FAILED
+                display.count("rejected" if auth else "failed", f"stopped at {label}: {error}")
+                await batch.aclose()
                 break
             if isinstance(error, SubmissionInDoubtError):
                 if len(outcome.in_doubt) < SHOWN:
@@ -354,7 +360,7 @@ def _json_summary(
 
     exit_code = outcome.exit_code
     if outcome.stopped is not None:
-        exit_code = EXIT_AUTH
+        exit_code = outcome.stopped_code
     elif problems and exit_code == EXIT_OK:
         exit_code = EXIT_FAILED
     summary = {
@@ -506,7 +512,7 @@ def batch_command(
             f"then run the same command again: {_rerun_command(file, out_dir)}",
             err=True,
         )
-        sys.exit(EXIT_AUTH)
+        sys.exit(outcome.stopped_code)
     _summary(outcome, file, out_dir, manifest)
     if outcome.exit_code == EXIT_INTERRUPTED:
         click.echo(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import os
 import socket
 import sqlite3
@@ -18,7 +19,7 @@ import anyio
 import attrs
 
 from ._convert import converter
-from ._errors import JobStoreError
+from ._errors import InvalidRequestError, JobStoreError
 from ._models import MusicVideo, VideoRequest
 from ._untrusted import check_id, loads, short
 
@@ -326,10 +327,17 @@ class SQLiteJobStore:
     before ``save`` returns, all database work on a worker thread off the event loop.
 
     The API key is never stored: records hold requests, ids and results only.
+    ``busy_timeout``: seconds a read or write waits for another connection's lock (another
+    process, a backup, an ``sqlite3`` shell) before it raises :class:`JobStoreError`.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
+        if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, int | float):
+            raise InvalidRequestError(f"busy_timeout must be a number, got {busy_timeout!r}")
+        if not 0 < busy_timeout < math.inf:
+            raise InvalidRequestError(f"busy_timeout must be > 0 and finite, got {busy_timeout}")
         self.path = Path(path)
+        self.busy_timeout = float(busy_timeout)
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._limiter = anyio.CapacityLimiter(1)
@@ -339,10 +347,10 @@ class SQLiteJobStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Several processes may share the file: wait for a lock (never fail at once).
             conn = sqlite3.connect(
-                self.path, check_same_thread=False, isolation_level=None, timeout=30
+                self.path, check_same_thread=False, isolation_level=None, timeout=self.busy_timeout
             )
             try:
-                _retry_busy(lambda: _set_up(conn))
+                _retry_busy(lambda: _set_up(conn), seconds=self.busy_timeout)
             except BaseException:
                 conn.close()
                 raise
@@ -353,7 +361,9 @@ class SQLiteJobStore:
         def call() -> Any:
             with self._lock:
                 try:
-                    return _retry_busy(lambda: fn(self._connect(), *args))
+                    return _retry_busy(
+                        lambda: fn(self._connect(), *args), seconds=self.busy_timeout
+                    )
                 except (sqlite3.Error, OSError) as exc:
                     raise JobStoreError(f"job store {self.path}: {exc}") from exc
 

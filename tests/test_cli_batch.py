@@ -291,3 +291,49 @@ async def test_an_output_folder_that_cannot_be_used_is_one_line_not_a_traceback(
         assert got == code and words in err, err
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert sandbox.stats.submits_accepted == 0
+
+
+#: ``suno-mp4 batch`` whose store another program locks for writing after five rows (a
+#: backup, an ``sqlite3`` shell), with a busy timeout of 0.5 s instead of 30 s.
+_LOCKED_AFTER_FIVE = """
+import sqlite3, sys
+import suno_mp4._cli_batch
+from suno_mp4 import SQLiteJobStore
+from suno_mp4.cli import main
+
+class LockedAfterFive(SQLiteJobStore):
+    def __init__(self, path):
+        super().__init__(path, busy_timeout=0.5)
+        self.inserts = 0
+
+    async def insert(self, record):
+        self.inserts += 1
+        if self.inserts == 6:
+            self.blocker = sqlite3.connect(self.path, isolation_level=None)
+            self.blocker.execute("BEGIN IMMEDIATE")  # held until this process ends
+        return await super().insert(record)
+
+suno_mp4._cli_batch.SQLiteJobStore = LockedAfterFive
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+async def test_a_store_locked_mid_run_stops_the_batch_at_once_and_the_rerun_bills_once(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    source = _jsonl(tmp_path / "t.jsonl", _rows(sandbox, 60))
+    out = tmp_path / "out"
+    env = dict(os.environ, APIKLEY_API_KEY=sandbox.api_key, SUNO_MP4_BASE_URL=sandbox.base_url)
+    args = ["batch", str(source), "--out-dir", str(out), "--no-download", "--max-in-flight", "5"]
+    # 55 rows at 0.5 s each would pass the deadline: the run must stop at the first.
+    with anyio.fail_after(15):
+        done = await anyio.run_process(
+            [sys.executable, "-c", _LOCKED_AFTER_FIVE, *args], env=env, check=False
+        )
+    err = done.stderr.decode()
+    assert done.returncode == 1, err
+    assert "stopped" in err and "locked" in err and "run the same command again" in err
+    assert sandbox.stats.submits_accepted == 5  # nothing was sent for the row that failed
+    code, _, err = await _batch(sandbox, source, out, "--no-download")
+    assert code == 0, err
+    assert sorted(sandbox.stats.submits.values()) == [1] * 60

@@ -18,6 +18,7 @@ from suno_mp4_sandbox import Sandbox
 from suno_mp4 import (
     AuthenticationError,
     Client,
+    InvalidRequestError,
     JobRecord,
     MemoryJobStore,
     SQLiteJobStore,
@@ -279,6 +280,35 @@ async def test_a_store_that_cannot_be_used_is_a_typed_error_and_sends_nothing(
                 await c.create_video(*sb.add_track())
         assert sum(sb.stats.submits.values()) == 0
     await store.aclose()
+
+
+async def test_a_store_locked_by_another_program_fails_after_its_busy_timeout(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    from suno_mp4 import JobStoreError
+
+    db = tmp_path / "jobs.db"
+    store = SQLiteJobStore(db, busy_timeout=0.3)
+    await store.is_empty()  # made
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another program's write lock
+    try:
+        async with Sandbox(render_time=0.05) as sb:
+            async with Client(sb.api_key, base_url=sb.base_url, store=store) as c:
+                with anyio.fail_after(10), pytest.raises(JobStoreError, match="locked"):
+                    await c.create_video(*sb.add_track())
+            assert sum(sb.stats.submits.values()) == 0
+    finally:
+        blocker.close()
+        await store.aclose()
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("inf"), float("nan"), "5", True])
+def test_a_busy_timeout_that_is_no_positive_number_is_refused(tmp_path: Path, bad: object) -> None:
+    with pytest.raises(InvalidRequestError, match="busy_timeout"):
+        SQLiteJobStore(tmp_path / "jobs.db", busy_timeout=bad)  # type: ignore[arg-type]
 
 
 async def test_a_job_submitted_long_ago_is_polled_at_once_when_attached(tmp_path: Path) -> None:
