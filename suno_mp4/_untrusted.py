@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from yarl import URL
+
 __all__ = [
     "MAX_DEPTH",
     "MAX_ID_CHARS",
@@ -231,7 +233,8 @@ def check_url(value: object, *, what: str = "URL") -> str:
         raise UntrustedDataError(f"{what} must be an http(s) URL with a host, got {short(value)!r}")
     try:
         parts.hostname.encode("idna")  # as the resolver will: "a..b" or a 64-letter label fail
-    except UnicodeError:
+        URL(value)  # as aiohttp will (IDNA 2008): a zero-width joiner or a soft hyphen fail
+    except ValueError:  # (UnicodeError is one)
         raise UntrustedDataError(f"{what} has no valid host name: {short(value)!r}") from None
     return value
 

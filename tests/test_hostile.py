@@ -310,7 +310,14 @@ async def test_aclose_from_another_task_closes_cleanly(server: Hostile) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["http://a..b/x.mp4", f"http://{'a' * 64}.example/x.mp4", "http://x.example/\udc80"]
+    "url",
+    [
+        "http://a..b/x.mp4",
+        f"http://{'a' * 64}.example/x.mp4",
+        "http://x.example/\udc80",
+        "http://exa\u200dmple.com/x.mp4",  # the resolver drops it; aiohttp refuses it
+        "http://ex\u00adample.com/x.mp4",
+    ],
 )
 async def test_a_video_url_no_resolver_or_store_takes_fails_its_job_alone(
     server: Hostile, url: str

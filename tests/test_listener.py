@@ -143,6 +143,7 @@ _BAD_URLS = [
     "http://a..b/x.mp4",
     "http://" + "a" * 64 + ".example/x.mp4",
     "http://x.example/\udc80.mp4",
+    "http://exa\u200dmple.com/x.mp4",
 ]
 
 
