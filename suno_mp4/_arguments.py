@@ -4,6 +4,8 @@ deep inside."""
 
 from __future__ import annotations
 
+import math
+
 from ._errors import InvalidRequestError
 from ._untrusted import UntrustedDataError, check_id, check_url
 
@@ -34,9 +36,16 @@ def check_type(value: object, name: str, kind: type | tuple[type, ...]) -> None:
 
 
 def check_number(
-    value: object, name: str, *, minimum: float, integer: bool = False, exclusive: bool = False
+    value: object,
+    name: str,
+    *,
+    minimum: float,
+    integer: bool = False,
+    exclusive: bool = False,
+    finite: bool = False,
 ) -> None:
-    """``value`` is a number (an int if ``integer``) at least (or above) ``minimum``."""
+    """``value`` is a number (an int if ``integer``) at least (or above) ``minimum`` (and
+    not infinite, if ``finite``)."""
     kind = int if integer else (int, float)
     if not isinstance(value, kind) or isinstance(value, bool):
         what = "an integer" if integer else "a number"
@@ -44,3 +53,5 @@ def check_number(
     if (value <= minimum if exclusive else value < minimum) or value != value:
         relation = ">" if exclusive else ">="
         raise InvalidRequestError(f"{name} must be {relation} {minimum}, got {value!r}")
+    if finite and value == math.inf:
+        raise InvalidRequestError(f"{name} must be finite, got {value!r}")

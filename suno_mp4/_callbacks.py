@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import json
 import logging
-import math
 import re
 import secrets
 import time
@@ -24,6 +23,7 @@ from aiohttp import web
 from anyio.abc import TaskStatus
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from ._arguments import check_number
 from ._convert import converter
 from ._errors import InvalidRequestError, SunoMp4Error
 from ._models import CallbackPayload
@@ -111,6 +111,8 @@ def parse_callback(data: Any) -> CallbackPayload | None:
             check_url(url, what="video URL")
         except UntrustedDataError:
             return None
+    elif url is not None:  # a failure's URL: never read, so never kept or passed on
+        data = {**data, "data": {**inner, "video_url": None}}
     msg = data.get("msg")
     if msg is None:
         data = {**data, "msg": ""}
@@ -177,17 +179,21 @@ def _relayed(payload: CallbackPayload) -> dict[str, Any]:
 def verify_signature(
     key: str | bytes,
     task_id: str,
-    timestamp: str,
-    signature: str,
+    timestamp: str | None,
+    signature: str | None,
     *,
     max_skew: float = 300.0,
     now: float | None = None,
 ) -> bool:
     """Whether ``X-Webhook-Signature`` is the upstream's signature of ``task_id`` and
-    ``X-Webhook-Timestamp``, and the timestamp is within ``max_skew`` seconds of now."""
+    ``X-Webhook-Timestamp``, and the timestamp is within ``max_skew`` seconds of now (a
+    missing header, ``None``, is ``False``)."""
+    check_number(max_skew, "max_skew", minimum=0, finite=True)  # NaN: any age would pass
     # Whole seconds of the Unix epoch: ASCII digits only, and few of them (int() would take
     # "١٢", "+1" or a thousand digits, and a huge one cannot be compared with a float).
     if not isinstance(timestamp, str) or not _DIGITS.fullmatch(timestamp):
+        return False
+    if not isinstance(signature, str):  # a header that is missing, or raw bytes
         return False
     if abs((time.time() if now is None else now) - int(timestamp)) > max_skew:
         return False
@@ -300,14 +306,11 @@ class CallbackListener:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
     ) -> None:
-        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
-            raise InvalidRequestError(f"max_connections must be an int, got {max_connections!r}")
-        if max_connections < 1:
-            raise InvalidRequestError(f"max_connections must be >= 1, got {max_connections}")
-        if isinstance(read_timeout, bool) or not isinstance(read_timeout, int | float):
-            raise InvalidRequestError(f"read_timeout must be a number, got {read_timeout!r}")
-        if not 0 < read_timeout < math.inf:
-            raise InvalidRequestError(f"read_timeout must be > 0 and finite, got {read_timeout}")
+        check_number(max_connections, "max_connections", minimum=1, integer=True)
+        check_number(read_timeout, "read_timeout", minimum=0, exclusive=True, finite=True)
+        # (A NaN or infinite skew would let a signed callback of any age through.)
+        check_number(max_skew, "max_skew", minimum=0, finite=True)
+        check_number(max_body, "max_body", minimum=1, integer=True)
         if not path.startswith("/"):
             raise InvalidRequestError(f"path must start with '/', got {path!r}")
         if secret is not None and (

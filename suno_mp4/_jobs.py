@@ -373,6 +373,9 @@ class JobRegistry:
         #: Called with each job that has a job-store record when it resolves, before its
         #: done callbacks (the ledger records the result; one hook, not a callback a job).
         self.record_result: DoneCallback = _ignore
+        #: Called with the task id of each job registered unresolved (a relay's ``watch``:
+        #: its callback may be stored already, by another process or while it was detached).
+        self.watch: Callable[[str], None] | None = None
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -396,6 +399,8 @@ class JobRegistry:
             self.apply_callback(early[1])
         if not job.done():
             self._scheduler.add(job, soon=poll_soon)
+            if self.watch is not None:
+                self.watch(job.task_id)
         return job
 
     def apply_details(self, details: VideoDetails) -> bool:
@@ -468,6 +473,12 @@ class JobRegistry:
         return True
 
     def _buffer(self, payload: CallbackPayload) -> None:
+        held = self._early.get(payload.task_id)
+        if held is not None and held[1].final:
+            # The first final callback wins, as for a registered job: a late failure, an
+            # empty duplicate or a replay must not replace the result it will resolve to.
+            self.stats["ignored"] += 1
+            return
         payload = payload.trimmed()  # kept small: the task id may be made up
         now = loop_time()
         while self._early:  # drop what is too old, then what does not fit

@@ -95,6 +95,8 @@ class Ledger:
         self._on_claim = on_claim
         self._saves: MemoryObjectSendStream[JobRecord] | None = None  # while run() runs
         registry.record_result = self._job_finished
+        if relay is not None:
+            registry.watch = relay.watch  # each job registered: its result may be stored
         #: Jobs taken over from dead workers of a shared store (statistics).
         self.claimed = 0
 
@@ -251,10 +253,7 @@ class Ledger:
         # Before it registers (which can resolve it: an early callback): when the job
         # resolves, the registry has the ledger record its result under this record.
         job._record = record
-        registered = self._registry.register(job, poll_soon=poll_soon)
-        if registered is job and self._relay is not None and not job.done():
-            self._relay.watch(job.task_id)  # a callback stored before we registered
-        return registered
+        return self._registry.register(job, poll_soon=poll_soon)
 
     def from_store(self, record: JobRecord) -> VideoJob:
         """A job already resolved from a finished record (no request is made)."""

@@ -250,6 +250,12 @@ class CallbackPayload:
         """Whether the envelope says success (200, or 0 as the contract's schema shows)."""
         return self.code in (0, 200)
 
+    @property
+    def final(self) -> bool:
+        """Whether it settles a job: a failure, or a success naming its video (a success
+        without a URL leaves the job to its safety poll)."""
+        return not self.ok or bool(self.video_url)
+
     def trimmed(self) -> CallbackPayload:
         """What resolving a job reads of it, with a message of at most 500 characters: what
         is kept of a callback for a task id nobody holds yet (anyone with the URL can make

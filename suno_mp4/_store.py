@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 import json
-import math
 import os
 import socket
 import sqlite3
@@ -18,8 +17,9 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 import anyio
 import attrs
 
+from ._arguments import check_number
 from ._convert import converter
-from ._errors import InvalidRequestError, JobStoreError
+from ._errors import JobStoreError
 from ._models import MusicVideo, VideoRequest
 from ._untrusted import check_id, loads, short
 
@@ -332,10 +332,7 @@ class SQLiteJobStore:
     """
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
-        if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, int | float):
-            raise InvalidRequestError(f"busy_timeout must be a number, got {busy_timeout!r}")
-        if not 0 < busy_timeout < math.inf:
-            raise InvalidRequestError(f"busy_timeout must be > 0 and finite, got {busy_timeout}")
+        check_number(busy_timeout, "busy_timeout", minimum=0, exclusive=True, finite=True)
         self.path = Path(path)
         self.busy_timeout = float(busy_timeout)
         self._conn: sqlite3.Connection | None = None

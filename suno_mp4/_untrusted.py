@@ -49,12 +49,16 @@ class UntrustedDataError(ValueError):
     """A value read from the network is malformed, too large or too deep."""
 
 
-def loads(data: bytes | str, *, max_depth: int = MAX_DEPTH, finite: bool = False) -> Any:
+def loads(
+    data: bytes | bytearray | memoryview | str, *, max_depth: int = MAX_DEPTH, finite: bool = False
+) -> Any:
     """``json.loads`` that refuses nesting deeper than ``max_depth`` (a deeply nested body
     makes the standard parser raise ``RecursionError``, and every later recursive walk of it
     too). Raises :class:`UntrustedDataError` for anything that is not such JSON (with
     ``finite``, for a number out of a float's range too)."""
     try:
+        if isinstance(data, bytearray | memoryview):  # a framework's buffer
+            data = bytes(data)
         if not isinstance(data, str):
             # An object's "{" then no NUL is UTF-8 to ``detect_encoding`` (the usual answer).
             usual = data[:1] == b"{" and data[1:2] != b"\x00"

@@ -390,3 +390,84 @@ async def test_a_failure_callback_with_an_empty_video_url_fails_its_job(sandbox:
         assert answer.status == 200
         with anyio.fail_after(5), pytest.raises(VideoGenerationError):
             await job
+
+
+async def test_the_first_final_callback_of_a_job_not_registered_yet_wins(
+    sandbox: Sandbox,
+) -> None:
+    # As for a registered job: a late failure, an empty duplicate or a replay does not
+    # replace what the job will resolve to once it registers.
+    listener = CallbackListener()
+    listener.use_own_route("http://127.0.0.1:9")  # the sandbox's own callbacks go nowhere
+    async with _client(sandbox, listener) as client:
+        url = "http://127.0.0.1:9/v.mp4"
+        first = {"code": 200, "msg": "ok", "data": {"task_id": "later", "video_url": url}}
+        late = [
+            {"code": 501, "msg": "render failed", "data": {"task_id": "later"}},
+            {"code": 200, "msg": "ok", "data": {"task_id": "later"}},
+            {"code": 200, "msg": "ok", "data": {"task_id": "later", "video_url": url + "?2"}},
+        ]
+        for body in [first, *late]:
+            answer = await listener.receive(listener.callback_url, {}, json.dumps(body).encode())
+            assert answer.status == 200
+        job = client.job("later", expect_callback=True)
+        with anyio.fail_after(5):
+            assert (await job).video_url == url
+        assert job.resolved_by == "callback"
+
+
+async def test_a_non_final_early_callback_gives_way_to_the_final_one(sandbox: Sandbox) -> None:
+    listener = CallbackListener()
+    listener.use_own_route("http://127.0.0.1:9")
+    async with _client(sandbox, listener) as client:
+        empty = {"code": 200, "msg": "ok", "data": {"task_id": "later"}}
+        failed = {"code": 501, "msg": "render failed", "data": {"task_id": "later"}}
+        for body in (empty, failed):
+            await listener.receive(listener.callback_url, {}, json.dumps(body).encode())
+        with anyio.fail_after(5), pytest.raises(VideoGenerationError):
+            await client.job("later", expect_callback=True)
+
+
+async def test_a_failure_callback_keeps_no_url_and_a_buffer_body_is_read(
+    sandbox: Sandbox,
+) -> None:
+    listener = CallbackListener()
+    listener.use_own_route("http://127.0.0.1:9")
+    async with _client(sandbox, listener) as client:
+        job = await client.create_video(*sandbox.add_track())
+        body = {"code": 501, "msg": "render failed", "data": {"task_id": job.task_id}}
+        body["data"]["video_url"] = "file:///etc/passwd"  # type: ignore[index]
+        raw = memoryview(json.dumps(body).encode())  # as some frameworks hand a body over
+        answer = await listener.receive(listener.callback_url, {}, raw)  # type: ignore[arg-type]
+        assert answer.status == 200
+        assert answer.payload is not None and answer.payload.video_url is None
+        with anyio.fail_after(5), pytest.raises(VideoGenerationError):
+            await job
+
+
+@pytest.mark.parametrize("skew", [float("nan"), float("inf"), -1, "300"])
+def test_a_max_skew_that_would_let_any_age_through_is_refused(skew: object) -> None:
+    from suno_mp4 import InvalidRequestError
+    from suno_mp4._callbacks import verify_signature
+
+    with pytest.raises(InvalidRequestError, match="max_skew"):
+        CallbackListener(hmac_key=b"k3y", max_skew=skew)  # type: ignore[arg-type]
+    stamp = str(int(time.time()) - 11 * 86400)  # signed right, eleven days ago
+    with pytest.raises(InvalidRequestError, match="max_skew"):
+        verify_signature(b"k3y", "t", stamp, sign(b"k3y", "t", stamp), max_skew=skew)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("signature", [None, b"raw-bytes", 5])
+def test_verify_signature_says_false_for_a_missing_or_odd_signature(signature: object) -> None:
+    from suno_mp4._callbacks import verify_signature
+
+    stamp = str(int(time.time()))
+    assert verify_signature(b"k3y", "t", stamp, signature) is False  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("max_body", [0, -1, 1.5, True])
+def test_a_max_body_that_is_no_positive_int_is_refused(max_body: object) -> None:
+    from suno_mp4 import InvalidRequestError
+
+    with pytest.raises(InvalidRequestError, match="max_body"):
+        CallbackListener(max_body=max_body)  # type: ignore[arg-type]

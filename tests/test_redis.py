@@ -173,6 +173,54 @@ async def test_a_result_stored_before_the_job_registered_is_found(redis: Redis) 
         assert job.polls == 0
 
 
+def _callback(task_id: str, code: int = 200, url: str | None = None) -> dict[str, object]:
+    data: dict[str, object] = {"task_id": task_id}
+    if url is not None:
+        data["video_url"] = url
+    return {"code": code, "msg": "ok" if code == 200 else "render failed", "data": data}
+
+
+async def test_the_relay_keeps_the_first_final_callback_of_a_task(redis: Redis) -> None:
+    # As for a job registered here: a late failure, an empty duplicate or a replay with
+    # another URL does not replace the stored result (kept for days, for every worker).
+    publisher = RedisCallbackRelay(redis)
+    await publisher.publish("mp4_t", _callback("mp4_t"))  # settles nothing: not stored
+    await publisher.publish("mp4_t", _callback("mp4_t", url="http://127.0.0.1:1/first.mp4"))
+    await publisher.publish("mp4_t", _callback("mp4_t", code=501))
+    await publisher.publish("mp4_t", _callback("mp4_t"))
+    await publisher.publish("mp4_t", _callback("mp4_t", url="http://127.0.0.1:1/again.mp4"))
+    async with Sandbox(render_time=0.05) as sb:
+        no_poll = FAST_POLL.__class__(fallback_interval=300, max_wait=60)
+        async with _client(sb, relay=RedisCallbackRelay(redis), poll=no_poll) as c:
+            job = c.job("mp4_t", expect_callback=True)
+            with anyio.fail_after(5):
+                video = await job
+    assert video.video_url == "http://127.0.0.1:1/first.mp4" and job.polls == 0
+
+
+async def test_a_job_detached_while_its_callback_was_relayed_resolves_when_awaited_again(
+    redis: Redis,
+) -> None:
+    from suno_mp4 import JobTimeoutError
+
+    no_poll = PollPolicy(initial_delay=300, fallback_interval=300, max_wait=600)
+    async with Sandbox(render_time=0.3) as sb:
+        listener = CallbackListener()
+        relay = RedisCallbackRelay(redis)
+        async with _client(sb, callbacks=listener, relay=relay, poll=no_poll) as c:
+            job = await c.create_video(*sb.add_track())
+            with pytest.raises(JobTimeoutError):
+                await job.wait(timeout=0.01)  # its only waiter left: released
+            with anyio.fail_after(10):
+                # The callback comes while nobody holds the job: relayed and stored.
+                while relay.stats["received"] < 1:  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+            with anyio.fail_after(5):
+                video = await job
+        assert video.task_id == job.task_id and job.resolved_by == "callback"
+        assert job.polls == 0
+
+
 async def test_a_relay_that_lost_its_subscription_finds_what_was_published_meanwhile(
     redis: Redis,
 ) -> None:

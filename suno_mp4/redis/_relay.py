@@ -26,8 +26,9 @@ logger = logging.getLogger("suno_mp4.redis")
 class RedisCallbackRelay:
     """Hands each callback to the process awaiting its job, through Redis.
 
-    ``publish`` stores the callback under its task id (for ``ttl`` seconds) and publishes
-    it, in one transaction; the listener answers the API only after that, so a callback is
+    ``publish`` stores the callback under its task id (for ``ttl`` seconds; the first one
+    that settles the job: as for a job registered here, later ones do not replace it) and
+    publishes it, in one transaction; the listener answers the API only after that, so a callback is
     never lost between processes. What is stored is what resolving the job reads (code, a
     message cut to 500 characters, task id, video URL): a few KB at most, whatever the body.
     Every client subscribes; when it (re)subscribes it looks up the stored results of all
@@ -71,8 +72,15 @@ class RedisCallbackRelay:
 
     async def publish(self, task_id: str, body: Mapping[str, Any]) -> None:
         text = json.dumps(body)
+        data = body.get("data")
+        url = data.get("video_url") if isinstance(data, Mapping) else None
+        final = body.get("code") not in (0, 200) or bool(url)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._result_prefix + task_id, text, ex=self._ttl)
+            if final:
+                # Stored if it is the first (as for a job registered here, the first final
+                # callback wins: a late failure or a replay must not replace a stored
+                # success). A success without a URL settles nothing: not stored.
+                pipe.set(self._result_prefix + task_id, text, ex=self._ttl, nx=True)
             pipe.publish(self._channel, text)
             await pipe.execute()
         self.stats["published"] += 1
