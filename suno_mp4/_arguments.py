@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from ._errors import InvalidRequestError
-from ._untrusted import UntrustedDataError, check_id, check_url
+from ._untrusted import UntrustedDataError, check_id, check_url, short
 
 __all__ = ["check_number", "check_task_id", "check_type", "check_url_argument"]
 
@@ -53,5 +53,12 @@ def check_number(
     if (value <= minimum if exclusive else value < minimum) or value != value:
         relation = ">" if exclusive else ">="
         raise InvalidRequestError(f"{name} must be {relation} {minimum}, got {value!r}")
-    if finite and value == math.inf:
-        raise InvalidRequestError(f"{name} must be finite, got {value!r}")
+    if finite and not _finite(value):
+        raise InvalidRequestError(f"{name} must be finite, got {short(repr(value), 40)}")
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)  # an int too large for a float raises
+    except OverflowError:
+        return False

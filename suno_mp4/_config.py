@@ -3,6 +3,7 @@ attrs classes; each default says why it is what it is."""
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
@@ -22,6 +23,20 @@ def _positive(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
 def _non_negative(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
     if not value >= 0:
         raise InvalidRequestError(f"{attr.name} must be >= 0, got {value!r}")
+
+
+def _positive_finite(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
+    if not 0 < value < math.inf:
+        raise InvalidRequestError(f"{attr.name} must be > 0 and finite, got {value!r}")
+
+
+def _non_negative_finite(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
+    if not 0 <= value < math.inf:
+        raise InvalidRequestError(f"{attr.name} must be >= 0 and finite, got {value!r}")
+
+
+#: Permits a ``RateLimit`` may hold (one float each): no account allows a million a window.
+MAX_RATE_REQUESTS = 1_000_000
 
 
 def _fraction(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
@@ -128,11 +143,15 @@ class RateLimit:
     """
 
     requests: int = attrs.field()
-    per_seconds: float = attrs.field(default=1.0, validator=_positive)
+    per_seconds: float = attrs.field(default=1.0, validator=_positive_finite)
     #: Extra seconds added to each permit's cool-down: covers the server's clock granularity.
-    margin: float = attrs.field(default=0.01, validator=_non_negative)
+    margin: float = attrs.field(default=0.01, validator=_non_negative_finite)
 
     @requests.validator
     def _check_requests(self, _attr: attrs.Attribute[Any], value: int) -> None:
-        if not isinstance(value, int) or value < 1:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise InvalidRequestError(f"requests must be a positive integer, got {value!r}")
+        if value > MAX_RATE_REQUESTS:
+            raise InvalidRequestError(
+                f"requests must be at most {MAX_RATE_REQUESTS:,}, got {value}"
+            )

@@ -126,7 +126,10 @@ def _status(value: object, _type: object = None) -> TaskStatus:
         return known  # the usual case: a documented flag, as sent
     if isinstance(value, str) and value:
         return TaskStatus(printable(value.strip(), 64))  # an unknown flag is kept: bound it
-    return TaskStatus.PENDING
+    if value is None or value == "":
+        return TaskStatus.PENDING
+    # Not text (1, true, a list): an unknown flag too (a video URL beside it is a success).
+    return TaskStatus(printable(str(value)[:64], 64))
 
 
 converter.register_structure_hook(TaskStatus, _status)

@@ -481,8 +481,10 @@ def check_same_request(record: JobRecord, request: VideoRequest) -> None:
 
 def _certainly_not_taken(exc: BaseException) -> bool:
     """Whether a failed submit certainly did not create a job: an answer refusing it (401,
-    402, 422, 429, 455, ...) or a connection never made. A 5xx, a cut connection, a lost
-    answer or a cancellation while on the wire may have created one."""
+    402, 422, 429, 455, ...) or a connection never made. A 5xx, a code no table knows, a
+    cut connection, a lost answer or a cancellation while on the wire may have created one."""
     if isinstance(exc, TransportError | ClientClosedError):
         return exc.sent is False
-    return isinstance(exc, APIError) and not isinstance(exc, ServerError)
+    return (
+        isinstance(exc, APIError) and type(exc) is not APIError and not isinstance(exc, ServerError)
+    )

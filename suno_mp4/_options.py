@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 from ._arguments import check_number, check_type, check_url_argument
 from ._callbacks import CallbackListener, CallbackRelay
@@ -74,11 +75,22 @@ def check_client_options(
         raise InvalidRequestError(
             "no API key: pass Client(api_key=...) or set the APIKLEY_API_KEY environment variable"
         )
+    if any(c.isspace() or not c.isprintable() for c in key.strip()):
+        # (Never echoed: it is the key.) aiohttp would refuse it as a header, after the
+        # submit's write-ahead record was made.
+        raise InvalidRequestError("the API key holds spaces or control characters")
     url = base_url or os.environ.get("SUNO_MP4_BASE_URL") or DEFAULT_BASE_URL
     check_url_argument(url, "base_url")
     assert isinstance(url, str)
+    parts = urlsplit(url)
+    if parts.username is not None or parts.query or parts.fragment or url.endswith(("?", "#")):
+        # Paths are appended to it: a query or a fragment would swallow them, and a user
+        # name or password would be a second Authorization beside the key.
+        raise InvalidRequestError(
+            "base_url must be scheme://host[:port][/path], without a user, query or fragment"
+        )
     check_url_argument(callback_url, "callback_url")
-    check_number(timeout, "timeout", minimum=0, exclusive=True)
+    check_number(timeout, "timeout", minimum=0, exclusive=True, finite=True)
     check_number(max_connections, "max_connections", minimum=1, integer=True)
     check_number(max_concurrent_submits, "max_concurrent_submits", minimum=1, integer=True)
     check_number(max_response_bytes, "max_response_bytes", minimum=1024, integer=True)

@@ -22,6 +22,7 @@ from ._errors import (
     AIOHTTP_FAILURES,
     APIKLEY_CODES,
     APIError,
+    BadRequestError,
     ClientClosedError,
     RateLimitError,
     ServerError,
@@ -40,6 +41,16 @@ logger = logging.getLogger("suno_mp4.transport")
 
 #: Envelope codes that mean success (the seed documents 200; its schema example shows 0).
 _SUCCESS_CODES = frozenset({0, 200})
+
+
+def _lenient_code(value: object) -> int | None:
+    """An envelope ``code`` written as text or as a float ("200", 200.0), as an int."""
+    if type(value) is float and value.is_integer() and abs(value) < 1e6:
+        return int(value)
+    if type(value) is str and value.isascii() and value.isdigit() and len(value) <= 6:
+        return int(value)
+    return None
+
 
 #: The API's answers are envelopes of a few hundred bytes: 1 MiB is generous, and bounds
 #: what a hostile or broken server can make the client hold (after decompression).
@@ -411,27 +422,46 @@ class Transport:
         headers: Mapping[str, str],
         task_id: str | None,
     ) -> Any:
-        """The envelope: the body's ``code`` is the truth, whatever the HTTP status says.
-        (The headers are read only for an error: a success needs none of them.)"""
+        """The envelope: the body's ``code`` is the truth, whatever the HTTP status says
+        (a success in a 4xx is a success: read as a refusal, a taken submit would be sent
+        again). The headers are read only for an error: a success needs none of them."""
         try:
             envelope = loads(body)
         except UntrustedDataError:
             envelope = None
         if isinstance(envelope, dict):
             code = envelope.get("code")
-            if code in _SUCCESS_CODES and status < 400 and type(code) is int:
+            if code in _SUCCESS_CODES and type(code) is int:
                 return envelope.get("data")
+            if type(code) is not int and (code := _lenient_code(code)) is not None:
+                if code in _SUCCESS_CODES:  # "200" or 200.0: a success all the same
+                    return envelope.get("data")
+                envelope = {**envelope, "code": code}
         retry_after = parse_retry_after(headers.get("Retry-After"))
         request_id = _request_id(headers)
+        if 300 <= status < 400:
+            # Requests do not follow redirects (a redirected POST may be sent twice): the
+            # API was not reached. Say where base_url should point.
+            where = short(headers.get("Location") or "nowhere", 200)
+            raise BadRequestError(
+                status,
+                f"the API answered HTTP {status}, a redirect to {where}: set base_url to "
+                "the address it points to",
+                endpoint=path,
+                task_id=task_id,
+                http_status=status,
+                request_id=request_id,
+            )
         if not isinstance(envelope, dict) or type(envelope.get("code")) is not int:
-            # A proxy's bare error page, or something that is no envelope at all.
+            # A proxy's bare error page, or something that is no envelope at all: its
+            # status means what HTTP says, not what the provider's code table says.
             snippet = body[:120].decode("utf-8", "replace").strip()
             code = status if status >= 400 else 500
             msg = f"HTTP {status} without a JSON envelope" + (f": {snippet!r}" if snippet else "")
             bare = error_for_code(
                 code,
                 msg,
-                table=self._codes,
+                table=APIKLEY_CODES,
                 endpoint=path,
                 task_id=task_id,
                 http_status=status,

@@ -33,6 +33,7 @@ from suno_mp4 import (
     InvalidRequestError,
     MusicVideo,
     PollPolicy,
+    RateLimit,
     RateLimitError,
     RetryPolicy,
     ServerError,
@@ -508,11 +509,37 @@ async def test_a_huge_task_id_from_the_server_is_refused_and_never_logged_whole(
         {"seed": "abc"},
         {"on_claim": 3},
         {"max_response_bytes": -1},
+        # Each of these was taken, then failed inside aiohttp at the first submit, after
+        # its write-ahead record: the key was left in doubt with nothing sent.
+        {"timeout": float("inf")},
+        {"timeout": 10**400},
+        {"base_url": "http://user:pw@127.0.0.1:9"},
+        {"base_url": "http://127.0.0.1:9/?region=eu"},  # the paths would go in the query
+        {"base_url": "http://127.0.0.1:9/#frag"},
+        {"api_key": "sk-abc\nX-Other: 1"},
+        {"api_key": "sk abc"},
+        {"api_key": "sk\x00abc"},
     ],
 )
 def test_wrong_client_arguments_raise_invalid_request_error(kwargs: dict[str, Any]) -> None:
+    key = kwargs.pop("api_key", "key")
+    with pytest.raises(InvalidRequestError) as info:
+        Client(key, **kwargs)
+    assert "abc" not in str(info.value)  # a key is never echoed
+
+
+@pytest.mark.parametrize(
+    "limit",
+    [
+        {"per_seconds": float("inf")},
+        {"margin": float("nan")},
+        {"requests": True},
+        {"requests": 10**12},
+    ],
+)
+def test_a_rate_limit_that_would_wait_forever_is_refused(limit: dict[str, Any]) -> None:
     with pytest.raises(InvalidRequestError):
-        Client("key", **kwargs)
+        RateLimit(**{"requests": 1, **limit})
 
 
 @pytest.mark.parametrize(
@@ -606,3 +633,99 @@ async def test_a_job_without_max_wait_told_to_wait_forever_fails_instead(
     ) as c:
         with anyio.fail_after(10), pytest.raises(RateLimitError):
             await c.job("slow")
+
+
+# A submit the server took is never read as refused (it would be sent again and billed).
+
+
+def _taken(status: int, body: dict[str, Any]) -> Any:
+    return lambda _req: web.json_response(body, status=status)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        _taken(404, envelope({"taskId": "vid-1"})),  # a success envelope in an HTTP error
+        _taken(422, envelope({"taskId": "vid-1"})),
+        _taken(200, {"code": "200", "msg": "ok", "data": {"taskId": "vid-1"}}),
+        _taken(200, {"code": 200.0, "msg": "ok", "data": {"taskId": "vid-1"}}),
+        _taken(200, envelope({"task_id": "vid-1"})),
+    ],
+    ids=["success-in-404", "success-in-422", "code-as-text", "code-as-float", "task_id"],
+)
+async def test_a_taken_submit_in_another_shape_keeps_its_job(server: Hostile, answer: Any) -> None:
+    server.submit = answer
+    server.details["vid-1"] = lambda _req: success("vid-1", server.video_url("a.mp4"))
+    async with _client(server) as client:
+        job = await client.create_video("music-1", "audio-1")
+        again = await client.create_video("music-1", "audio-1")
+        with anyio.fail_after(10):
+            video = await job
+    assert job.task_id == again.task_id == video.task_id == "vid-1"
+    assert server.submits == 1
+
+
+async def test_a_number_for_a_task_id_is_taken_as_its_text(server: Hostile) -> None:
+    server.submit = lambda _req: envelope({"taskId": 12345})
+    async with _client(server) as client:
+        job = await client.create_video("music-1", "audio-1")
+    assert job.task_id == "12345"
+
+
+async def test_an_unknown_error_code_on_a_submit_is_in_doubt_not_refused(server: Hostile) -> None:
+    from suno_mp4 import APIError, SubmissionInDoubtError
+
+    server.submit = lambda _req: envelope(None, 418, "who knows")
+    async with _client(server) as client:
+        with pytest.raises(APIError) as info:
+            await client.create_video("music-1", "audio-1")
+        assert type(info.value) is APIError and info.value.code == 418
+        with pytest.raises(SubmissionInDoubtError):
+            await client.create_video("music-1", "audio-1")  # never sent again by itself
+    assert server.submits == 1
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+async def test_a_redirecting_base_url_is_refused_naming_where_it_points(
+    server: Hostile, status: int
+) -> None:
+    from suno_mp4 import BadRequestError
+
+    moved = "https://api.example.invalid/new"
+    server.submit = lambda _req: web.Response(status=status, headers={"Location": moved})
+    async with _client(server) as client:
+        with pytest.raises(BadRequestError, match=f"HTTP {status}, a redirect to {moved}"):
+            await client.create_video("music-1", "audio-1")
+        # Not "in doubt": the API was not reached, so a corrected run sends it.
+        server.submit = lambda _req: envelope({"taskId": "vid-1"})
+        job = await client.create_video("music-1", "audio-1")
+    assert job.task_id == "vid-1" and server.submits == 2
+
+
+async def test_a_gateways_bare_page_means_what_http_says_whatever_the_code_table(
+    server: Hostile,
+) -> None:
+    from suno_mp4 import ALT_RESELLER_CODES, RateLimitError
+
+    # In this reseller's table 429 means "no credits" (not retried, "top up"); a gateway's
+    # own 429 page means "too many requests".
+    server.submit = lambda _req: web.Response(status=429, text="Too Many Requests")
+    retry = RetryPolicy(attempts=1, max_throttle_wait=0)
+    async with _client(server, codes=ALT_RESELLER_CODES, retry=retry) as client:
+        with anyio.fail_after(10), pytest.raises(RateLimitError):
+            await client.create_video("music-1", "audio-1")
+
+
+@pytest.mark.parametrize("flag", [1, True, ["done"]])
+async def test_a_flag_that_is_no_text_beside_a_video_url_is_a_success(
+    server: Hostile, flag: object
+) -> None:
+    server.submit = lambda _req: envelope({"taskId": "vid-1"})
+    url = server.video_url("a.mp4")
+    server.details["vid-1"] = lambda _req: envelope(
+        {"taskId": "vid-1", "successFlag": flag, "response": {"videoUrl": url}}
+    )
+    async with _client(server) as client:
+        job = await client.create_video("music-1", "audio-1")
+        with anyio.fail_after(10):
+            assert (await job).video_url == url
