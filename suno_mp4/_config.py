@@ -44,6 +44,15 @@ def _fraction(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
         raise InvalidRequestError(f"{attr.name} must be between 0 and 1, got {value!r}")
 
 
+def _power(factor: float, attempt: int) -> float:
+    """``factor ** attempt``, ``inf`` past a float's range (a job pending for a thousand
+    polls must not raise ``OverflowError`` in the poller)."""
+    try:
+        return factor**attempt
+    except OverflowError:
+        return math.inf
+
+
 @attrs.frozen
 class PollPolicy:
     """When the client's one poller asks the API about a pending job.
@@ -97,7 +106,9 @@ class PollPolicy:
         base = (
             self.initial_delay
             if attempt == 0
-            else min(self.max_interval, max(self.initial_delay, 0.05) * self.factor**attempt)
+            else min(
+                self.max_interval, max(self.initial_delay, 0.05) * _power(self.factor, attempt)
+            )
         )
         return max(0.0, base * (1 + self.jitter * (2 * rng.random() - 1)))
 

@@ -74,6 +74,7 @@ class VideoJob:
 
     __slots__ = (
         "__weakref__",
+        "_attached",
         "_callbacks",
         "_deadline",
         "_details",
@@ -132,6 +133,9 @@ class VideoJob:
         self._callbacks: tuple[DoneCallback, ...] = ()
         #: The job store's record of its submission (set by the ledger), if there is one.
         self._record: JobRecord | None = None
+        #: Attached to a task submitted elsewhere or earlier (by id, a resume, a re-run):
+        #: its age here says nothing of its render time (set by the ledger).
+        self._attached = False
 
     def __repr__(self) -> str:
         done = " done" if self.done() else ""

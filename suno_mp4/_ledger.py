@@ -239,12 +239,14 @@ class Ledger:
             return existing
         expect = record.via_listener and self._relay is not None
         job = self._new_job(record.task_id, record.request, expect)
+        job._attached = True
         # Submitted a while ago (a re-run, a resume, another worker's job): its render may
         # well be over, so its first poll goes out now, not a first delay from now.
         return self._track(job, record, poll_soon=time.time() - record.updated_at > 1.0)
 
     def track(self, job: VideoJob) -> VideoJob:
         """Register a job that has no record (attached by id)."""
+        job._attached = True
         return self._track(job, None)
 
     def _track(

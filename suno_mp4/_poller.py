@@ -27,7 +27,7 @@ from ._errors import (
 )
 from ._jobs import JobRegistry, VideoJob
 from ._models import VideoDetails
-from ._survival import RenderTimeEstimate
+from ._survival import MAX_LEARNED_RENDER, RenderTimeEstimate
 from ._untrusted import short
 
 __all__ = ["Poller"]
@@ -138,9 +138,18 @@ class Poller:
         took: float | None = None
         if details is not None and details.created_at and details.completed_at:
             took = (details.completed_at - details.created_at).total_seconds()
-        if took is None or took < 0:
-            took = loop_time() - job.created_at
-        if job.exception() is None:
+        if job._attached:
+            # Submitted elsewhere or earlier: only the server's figure says anything, and
+            # only a plausible one (one far-off timestamp would skew every later schedule).
+            if took is None or not 0 < took < MAX_LEARNED_RENDER:
+                took = None
+        else:
+            # The render ended between the submit and now: a server's figure outside that
+            # (or of 0 s: its times are whole seconds) is not taken; the local one is.
+            local = loop_time() - job.created_at
+            if took is None or not 0 < took <= local + 1.0:
+                took = local
+        if took is not None and job.exception() is None:
             self.estimate.finished(job.task_id, took)
         else:
             self.estimate.forget(job.task_id)
@@ -257,10 +266,14 @@ class Poller:
         self.polls += 1
         job.polls += 1
         job.poll_attempt += 1
-        self._registry.apply_details(details)
-        if self.estimate is not None and not job.done():
-            self.estimate.pending(job.task_id, loop_time() - job.created_at)
-        self._reschedule(job, generation, None)
+        try:
+            self._registry.apply_details(details)
+            if self.estimate is not None and not job.done() and not job._attached:
+                self.estimate.pending(job.task_id, loop_time() - job.created_at)
+            self._reschedule(job, generation, None)
+        except Exception:  # one job's answer or schedule never stops the poller's worker
+            logger.exception("unexpected error after polling %s", short(job.task_id))
+            self._reschedule(job, generation, self.policy.max_interval)
 
     def _reschedule(self, job: VideoJob, generation: int, delay: float | None) -> None:
         # Not if it resolved, lost its waiters, or was rescheduled meanwhile (re-attached).
@@ -307,9 +320,9 @@ class LearnedSchedule:
             return None
         when = estimate.planned_after(age, budget=policy.polls_per_job, lane=lane)
         floor = self.min_gap
-        if when is None:
-            return min(policy.max_interval, max(floor, age * 0.3))
         low = policy.initial_delay if attempt == 0 else floor
+        if when is None:
+            return min(policy.max_interval, max(low - age, floor, age * 0.3))
         return min(policy.max_interval, max(low - age, when - age, floor))
 
 

@@ -23,6 +23,7 @@ from ._options import Settings
 from ._poller import Poller
 from ._store import JobStore, LeasedJobStore
 from ._transport import Transport, api_headers, dumps
+from ._untrusted import loads
 
 __all__ = ["Runtime"]
 
@@ -34,6 +35,8 @@ logger = logging.getLogger("suno_mp4.client")
 
 #: The store's name for the learned render times (``PollPolicy(schedule="learned")``).
 _ESTIMATE = "render-times"
+#: What is read of it (500 render times are about 10 KB): a store is another process's word.
+_MAX_SAVED_ESTIMATE = 1_000_000
 
 
 class Runtime:
@@ -218,7 +221,9 @@ class Runtime:
             return
         try:
             saved = await load(_ESTIMATE)
-            self._poller.estimate.seed(json.loads(saved) if saved else [])
+            if saved and len(saved) > _MAX_SAVED_ESTIMATE:  # another process wrote it
+                raise ValueError(f"{len(saved)} characters, more than {_MAX_SAVED_ESTIMATE}")
+            self._poller.estimate.seed(loads(saved, finite=True) if saved else [])
         except Exception as exc:  # a bad saved value costs a cold start, nothing more
             logger.warning("could not restore the learned render times: %s", exc)
 

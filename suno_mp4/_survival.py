@@ -19,6 +19,11 @@ from ._plan import Plan, plan_polls
 __all__ = ["RenderTimeEstimate"]
 
 
+#: Render times of a day or more are not learned, nor restored: a server's far-off
+#: timestamp (or a junk saved value) must not skew every job's schedule.
+MAX_LEARNED_RENDER = 86_400.0
+
+
 class RenderTimeEstimate:
     """Online estimate of the render-time distribution.
 
@@ -82,7 +87,10 @@ class RenderTimeEstimate:
         return len(self._seen)
 
     def finished(self, key: str, seconds: float) -> None:
-        self._add(key, max(0.0, seconds), True)
+        if not 0 <= seconds < MAX_LEARNED_RENDER:  # NaN too: one figure skews every plan
+            self.forget(key)
+            return
+        self._add(key, seconds, True)
 
     def pending(self, key: str, seconds: float) -> None:
         known = self._seen.get(key)
@@ -95,10 +103,13 @@ class RenderTimeEstimate:
         done = [t for t, finished, _ in self._seen.values() if finished]
         return done[-limit:]
 
-    def seed(self, seconds: list[float]) -> None:
-        """Start from render times saved by an earlier process (oldest first)."""
-        for i, took in enumerate(seconds):
-            if isinstance(took, int | float) and 0 <= took < 86_400:
+    def seed(self, seconds: object) -> None:
+        """Start from render times saved by an earlier process (oldest first): the last
+        ``window`` of them that are plausible (more than 0 s, less than a day)."""
+        if not isinstance(seconds, list):
+            return
+        for i, took in enumerate(seconds[-self._window :]):
+            if type(took) in (int, float) and 0 < took < MAX_LEARNED_RENDER:
                 self._add(f"saved-{i}", float(took), True)
 
     def forget(self, key: str) -> None:

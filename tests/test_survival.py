@@ -408,3 +408,104 @@ def test_the_pollers_heap_holds_untracked_numbers_in_due_order() -> None:
     poller._push(5.0, SimpleNamespace(poll_generation=0))  # type: ignore[arg-type]
     assert len(poller) == 2 and _due(poller._heap[0]) == 5.0
     assert _due(max(poller._heap)) == pytest.approx(1e12)
+
+
+# What a server (or a store another process writes) can make the estimate learn.
+
+
+def test_a_job_pending_for_thousands_of_polls_gets_the_longest_gap_not_an_overflow() -> None:
+    from suno_mp4 import PollPolicy
+
+    policy = PollPolicy(schedule="geometric", max_wait=None, factor=2.0, jitter=0.0)
+    assert policy.delay(5000, random.Random(1)) == policy.max_interval  # 2**5000 overflows
+
+
+def test_render_times_no_render_takes_are_not_learned_nor_restored() -> None:
+    estimate = RenderTimeEstimate()
+    for i, took in enumerate([6.3e9, math.nan, math.inf, -1.0]):
+        estimate.finished(f"bad-{i}", took)
+    estimate.seed([0, -1, 1e12, "5", True, None, [1], 4.0, 5.0])
+    estimate.seed({"not": "a list"})
+    assert sorted(estimate.recent()) == [4.0, 5.0]
+    big = RenderTimeEstimate(window=50)
+    big.seed([3.0] * 3_000_000)  # only the window's worth is read
+    assert len(big) == 50
+
+
+def test_past_a_tiny_learned_render_the_first_poll_still_waits_initial_delay() -> None:
+    from suno_mp4 import PollPolicy
+    from suno_mp4._poller import LearnedSchedule
+
+    estimate = RenderTimeEstimate()
+    estimate.seed([0.001] * 50)
+    schedule = LearnedSchedule(estimate, PollPolicy(initial_delay=1.0))
+    first = schedule.delay(0.0, 0.01, 0, 0.5)  # 10 ms old: past every render learned
+    assert first is not None and first >= 0.99
+
+
+@pytest.mark.anyio
+async def test_timestamps_of_a_hostile_server_teach_the_estimate_nothing_absurd() -> None:
+    import anyio
+    from aiohttp import web
+
+    from suno_mp4 import Client, PollPolicy
+
+    from .hostile import Hostile, envelope, hostile_server
+
+    def done(server: Hostile, task_id: str, created: str, completed: str) -> object:
+        data = {"taskId": task_id, "successFlag": "SUCCESS", "createTime": created}
+        data.update(completeTime=completed, response={"videoUrl": server.video_url("v.mp4")})
+        return lambda _req: web.json_response(envelope(data))
+
+    poll = PollPolicy(initial_delay=0.01, max_interval=0.05, max_wait=20)
+    async with hostile_server() as server:
+        ids = iter(["far", "zero", "sane"])
+        server.submit = lambda _req: envelope({"taskId": next(ids)})
+        server.details["far"] = done(server, "far", "2000-01-01 00:00:02", "2199-12-31 23:59:00")
+        server.details["zero"] = done(server, "zero", "2026-12-05 01:02:03", "2026-12-05 01:02:03")
+        server.details["sane"] = done(server, "sane", "2026-12-05 01:02:03", "2026-12-05 01:02:04")
+        old: dict[str, object] = {"taskId": "old", "successFlag": "SUCCESS"}
+        old["response"] = {"videoUrl": server.video_url("o.mp4")}  # no times: none known
+        server.details["old"] = lambda _req: web.json_response(envelope(old))
+        async with Client(server.api_key, base_url=server.base_url, poll=poll) as client:
+            started = anyio.current_time()
+            jobs = [await client.create_video(f"t{i}", "a") for i in range(3)]
+            attached = client.job("old")  # made long ago elsewhere: no render time here
+            with anyio.fail_after(10):
+                for job in jobs:
+                    await job
+                await attached
+            elapsed = anyio.current_time() - started
+            estimate = client._poller.estimate
+            assert estimate is not None
+            learned = sorted(estimate.recent())
+    # "far" and "zero": the time seen here instead; "sane": the server's second.
+    assert len(learned) == 3
+    assert all(0 < took <= elapsed + 1.0 for took in learned), learned
+
+
+@pytest.mark.anyio
+async def test_a_poll_answer_that_breaks_scheduling_fails_no_other_job() -> None:
+    import anyio
+
+    from suno_mp4 import Client, PollPolicy
+
+    from .hostile import hostile_server, pending, success
+
+    # PENDING for thousands of polls (2 ms apart): the gap's growth passes a float's range.
+    poll = PollPolicy(
+        schedule="geometric", initial_delay=0.002, max_interval=0.002, factor=2.0, max_wait=None
+    )
+    async with hostile_server() as server:
+        ids = iter(["stuck", "other"])
+        server.submit = lambda _req: {"code": 200, "msg": "ok", "data": {"taskId": next(ids)}}
+        url = server.video_url("o.mp4")
+        server.details["other"] = lambda _req: (
+            success("other", url) if server.polls > 2400 else pending("other")
+        )
+        async with Client(server.api_key, base_url=server.base_url, poll=poll) as client:
+            stuck = await client.create_video("t1", "a")
+            other = await client.create_video("t2", "a")
+            with anyio.fail_after(60):
+                assert (await other).video_url == url
+            assert stuck.polls > 1100 and not stuck.done()
