@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import signal
 import sys
@@ -26,7 +27,7 @@ except ImportError:  # pragma: no cover - the core install has no CLI dependenci
 
 T = TypeVar("T")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def _missing_extra() -> int:
@@ -110,8 +111,9 @@ async def run_demo(out_dir: Path, *, render: bool | None = None) -> dict[str, An
 if HAVE_CLICK:
     from ._cli_batch import batch_command
     from ._client import Client
+    from ._errors import SunoMp4Error
     from ._jobs import VideoJob
-    from ._untrusted import printable
+    from ._untrusted import mask, printable
 
     class _Context:
         def __init__(self, api_key: str | None, base_url: str | None, debug: bool) -> None:
@@ -145,6 +147,8 @@ if HAVE_CLICK:
                 self._fail(exc, EXIT_USAGE)
             except SunoMp4Error as exc:
                 self._fail(exc, EXIT_FAILED)
+            except TimeoutError as exc:  # (an OSError) the demo's own deadline
+                self._fail(exc, EXIT_FAILED)
             except OSError as exc:  # a file or folder given that cannot be used
                 self._fail(exc, EXIT_USAGE)
             raise AssertionError("unreachable")
@@ -152,10 +156,18 @@ if HAVE_CLICK:
         def _fail(self, exc: BaseException, code: int) -> None:
             if self.debug:
                 traceback.print_exception(exc)
-            message = _mask(_cli_words(str(exc)), self.api_key)
+            message = _mask(_cli_words(str(exc) or type(exc).__name__), self.api_key)
             if self.as_json:
                 error = {"type": type(exc).__name__, "message": message, "exit_code": code}
-                for name in ("code", "http_status", "task_id", "request_id", "attempts"):
+                names = (
+                    "code",
+                    "http_status",
+                    "task_id",
+                    "video_task_id",
+                    "request_id",
+                    "attempts",
+                )
+                for name in names:
                     if getattr(exc, name, None) is not None:
                         error[name] = getattr(exc, name)
                 click.echo(json.dumps({"error": error}))
@@ -191,8 +203,13 @@ if HAVE_CLICK:
             enable_logging("debug")
         ctx.obj = _Context(api_key, base_url, debug)
 
+    def _seconds(_ctx: click.Context, _param: click.Parameter, value: float | None) -> float | None:
+        if value is not None and not value >= 0:  # NaN too
+            raise click.BadParameter(f"must be a number of seconds >= 0, got {value}")
+        return value
+
     async def _finish(
-        client: Client, job: VideoJob, timeout: float | None, download: Path | None, as_json: bool
+        client: Client, job: VideoJob, timeout: float | None, download: str | None, as_json: bool
     ) -> None:
         """Wait for ``job``, download it if asked, print the result (create --wait, wait)."""
         video = await job.wait(timeout)
@@ -218,10 +235,16 @@ if HAVE_CLICK:
         for option in reversed(
             [
                 click.option(
-                    "--timeout", type=float, default=None, help="Seconds to wait at most."
+                    "--timeout",
+                    type=float,
+                    default=None,
+                    callback=_seconds,
+                    help="Seconds to wait at most.",
                 ),
                 click.option(
-                    "--download", type=click.Path(path_type=Path), help="Download it here."
+                    "--download",
+                    type=click.Path(),  # a str: "videos/" (a folder) keeps its slash
+                    help="Download it here (a file, or a folder: existing, or ending in /).",
                 ),
                 click.option("--json", "as_json", is_flag=True, help="Machine-readable output."),
             ]
@@ -245,7 +268,7 @@ if HAVE_CLICK:
         domain_name: str | None,
         wait_: bool,
         timeout: float | None,
-        download: Path | None,
+        download: str | None,
         as_json: bool,
     ) -> None:
         """Create a music video for a track (music TASK_ID and AUDIO_ID)."""
@@ -261,7 +284,18 @@ if HAVE_CLICK:
                     else:
                         click.echo(f"video_task_id: {printable(job.task_id)}")
                     return
-                await _finish(client, job, timeout, download, as_json)
+                # Billed now: whatever stops the wait (Ctrl-C, a timeout, a download that
+                # fails), the id is known, and `wait` takes it up without a second submit.
+                click.echo(
+                    f"submitted: video task {printable(job.task_id)} "
+                    f"(suno-mp4 wait {printable(job.task_id)} takes it up again)",
+                    err=True,
+                )
+                try:
+                    await _finish(client, job, timeout, download, as_json)
+                except (SunoMp4Error, OSError) as exc:
+                    setattr(exc, "video_task_id", job.task_id)  # noqa: B010 - any error
+                    raise
 
         obj.run(go, as_json=as_json)
 
@@ -277,7 +311,9 @@ if HAVE_CLICK:
             async with obj.client() as client:
                 details = await client.get_video_details(video_task_id)
             if as_json:
-                click.echo(json.dumps(unstructure_details(details), default=str))
+                # The server's words: the key masked in every string, no NaN or Infinity
+                # (not JSON), whatever it sent.
+                click.echo(json.dumps(_clean(unstructure_details(details), obj.api_key)))
                 return
             rows = [
                 ("task", details.task_id),
@@ -290,7 +326,7 @@ if HAVE_CLICK:
             ]
             if details.error_code is not None or details.error_message:
                 rows.append(("error", f"{details.error_code}: {details.error_message}"))
-            _table(rows)
+            _table([(key, _mask(value, obj.api_key)) for key, value in rows])
 
         obj.run(go, as_json=as_json)
 
@@ -316,7 +352,7 @@ if HAVE_CLICK:
         obj: _Context,
         video_task_id: str,
         timeout: float | None,
-        download: Path | None,
+        download: str | None,
         as_json: bool,
     ) -> None:
         """Wait for a video task made earlier, and optionally download the video."""
@@ -364,11 +400,12 @@ if HAVE_CLICK:
     @cli.command()
     @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default="demo-out")
     @click.option("--render/--no-render", default=None, help="Real MP4 rendering (needs ffmpeg).")
-    def demo(out_dir: Path, render: bool | None) -> None:
+    @pass_ctx
+    def demo(obj: _Context, out_dir: Path, render: bool | None) -> None:
         """Make one music video end to end against a local sandbox."""
-        import anyio
-
-        info = anyio.run(functools.partial(run_demo, out_dir, render=render))
+        _need_sandbox()
+        out_dir.mkdir(parents=True, exist_ok=True)  # before anything renders: fails early
+        info = obj.run(functools.partial(run_demo, out_dir, render=render))
         for key, value in info.items():
             click.echo(f"{key:>14}: {value}")
 
@@ -379,9 +416,21 @@ if HAVE_CLICK:
     @click.pass_context
     def sandbox(ctx: click.Context) -> None:
         """Run the local sandbox server (--help lists its options)."""
+        _need_sandbox()
         from suno_mp4_sandbox import main as sandbox_main
 
         ctx.exit(sandbox_main(list(ctx.args)))
+
+
+def _need_sandbox() -> None:
+    """The sandbox is its own distribution (the ``sandbox`` extra): say so, not a traceback."""
+    try:
+        import suno_mp4_sandbox  # noqa: F401
+    except ImportError:
+        click.echo(
+            "error: this command needs the sandbox: pip install 'suno-mp4[sandbox]'", err=True
+        )
+        sys.exit(EXIT_USAGE)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -390,17 +439,46 @@ def main(argv: list[str] | None = None) -> int:
         return _missing_extra()
     if os.name == "posix":
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `suno-mp4 status x | head` is fine
+    # With --json, every outcome is one JSON object on stdout: usage errors and Ctrl-C too.
+    as_json = "--json" in (sys.argv[1:] if argv is None else argv)
     try:
         code = cli.main(args=argv, prog_name="suno-mp4", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        return 130
+        _error(as_json, "Interrupted", "interrupted", EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
     except click.ClickException as exc:
-        exc.show()
+        if as_json:
+            _error(as_json, type(exc).__name__, exc.format_message(), EXIT_USAGE)
+        else:
+            exc.show()
         return EXIT_USAGE
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 0
     return code if isinstance(code, int) else EXIT_OK
+
+
+def _error(as_json: bool, kind: str, message: str, code: int) -> None:
+    if as_json:
+        click.echo(json.dumps({"error": {"type": kind, "message": message, "exit_code": code}}))
+    else:
+        click.echo(message, err=True)
+
+
+def _clean(value: Any, secret: str | None) -> Any:
+    """A server's JSON-like ``value`` fit to print as JSON: strings with the key masked
+    (control characters are escaped by ``json.dumps``), numbers out of JSON's range as
+    text. (Its depth is bounded: it was parsed from an answer.)"""
+    if isinstance(value, str):
+        return value.replace(secret, mask(secret)) if secret and len(secret) >= 4 else value
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _clean(v, secret) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v, secret) for v in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return _clean(str(value), secret)  # a datetime, an enum
 
 
 if __name__ == "__main__":

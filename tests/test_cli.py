@@ -225,3 +225,102 @@ async def test_batch_interrupted_and_rerun_submits_nothing_twice(tmp_path: Path)
         assert len(records) == 120 and all(r["state"] == "done" for r in records.values())
         # Every row was submitted exactly once over both runs.
         assert sorted(sandbox.stats.submits.values()) == [1] * 120
+
+
+# What each command says when something goes wrong: the documented exit code, one line (or
+# one JSON object with --json), never a traceback, never the key.
+
+
+async def test_a_create_wait_that_fails_after_the_submit_still_names_the_video(
+    sb: Sandbox, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    bad = str(blocker / "clip.mp4")  # under a file: the download cannot be written
+    code, out, err = await _run(
+        sb, "create", *sb.add_track(), "--wait", "--json", "--download", bad
+    )
+    assert code == 2, err
+    error = json.loads(out)["error"]
+    video_task_id = error["video_task_id"]
+    assert sb.task(video_task_id).video_url  # billed and made: the id is what the user needs
+    assert f"suno-mp4 wait {video_task_id}" in err and "Traceback" not in err
+
+
+async def test_wait_downloads_into_a_folder_named_with_a_slash(sb: Sandbox, tmp_path: Path) -> None:
+    code, out, err = await _run(sb, "create", *sb.add_track(), "--wait")
+    assert code == 0, err
+    video_task_id = out.split("video_task_id: ")[1].split()[0]
+    folder = f"{tmp_path}/videos/"
+    code, out, err = await _run(sb, "wait", video_task_id, "--download", folder)
+    assert code == 0, err
+    files = list(Path(folder).iterdir())
+    assert len(files) == 1 and files[0].is_file() and files[0].stat().st_size > 0
+
+
+@pytest.mark.parametrize("timeout", ["nan", "-5"])
+async def test_a_timeout_that_is_no_number_of_seconds_is_a_usage_error(
+    sb: Sandbox, timeout: str
+) -> None:
+    code, _, err = await _run(sb, "wait", "some-task", "--timeout", timeout)
+    assert code == 2 and "--timeout" in err
+    assert sum(sb.stats.requests.values()) == 0
+
+
+@pytest.mark.parametrize(
+    "args", [["create", "--json"], ["wait", "x", "--json", "--timeout", "soon"]]
+)
+async def test_json_usage_errors_are_one_json_object(sb: Sandbox, args: list[str]) -> None:
+    code, out, _ = await _run(sb, *args)
+    assert code == 2
+    error = json.loads(out)["error"]
+    assert error["exit_code"] == 2 and error["message"]
+
+
+async def test_status_masks_the_key_and_prints_valid_json_whatever_the_server_sends(
+    tmp_path: Path,
+) -> None:
+    from aiohttp import web
+
+    from .hostile import KEY, envelope, hostile_server
+
+    async with hostile_server() as server:
+        data = {
+            "taskId": "t1",
+            "successFlag": "GENERATE_MP4_FAILED",
+            "errorCode": 500,
+            "errorMessage": f"bad key {KEY}",
+            "callbackUrl": f"http://127.0.0.1:9/cb?key={KEY}",
+        }
+        body = json.dumps(envelope(data))[:-2] + ', "score": 1e999}}'  # not JSON out
+        server.details["t1"] = lambda _req: web.Response(
+            body=body.encode(), content_type="application/json"
+        )
+        env = dict(os.environ, APIKLEY_API_KEY=KEY, SUNO_MP4_BASE_URL=server.base_url)
+        for args in (["status", "t1", "--json"], ["status", "t1"]):
+            with anyio.fail_after(60):
+                done = await anyio.run_process([*CLI, *args], env=env, check=False)
+            out = done.stdout.decode()
+            assert done.returncode == 0, done.stderr.decode()
+            assert KEY not in out and "bad key" in out
+            if "--json" in args:
+                parsed = json.loads(out, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+                assert parsed["score"] == "inf"
+
+
+@pytest.mark.parametrize("command", [["sandbox", "--port", "0"], ["demo"]])
+async def test_commands_needing_the_sandbox_say_how_to_get_it(
+    command: list[str], tmp_path: Path
+) -> None:
+    # As with only `suno-mp4[cli]` installed: the sandbox is its own distribution.
+    code = (
+        "import sys; sys.modules['suno_mp4_sandbox'] = None\n"
+        "from suno_mp4.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    with anyio.fail_after(60):
+        done = await anyio.run_process(
+            [sys.executable, "-c", code, *command], cwd=tmp_path, check=False
+        )
+    err = done.stderr.decode()
+    assert done.returncode == 2, err
+    assert "pip install 'suno-mp4[sandbox]'" in err and "Traceback" not in err
