@@ -198,6 +198,23 @@ async def test_the_relay_keeps_the_first_final_callback_of_a_task(redis: Redis) 
     assert video.video_url == "http://127.0.0.1:1/first.mp4" and job.polls == 0
 
 
+async def test_the_relay_stores_at_most_max_stored_results_the_oldest_dropped(
+    redis: Redis,
+) -> None:
+    # Anyone holding the callback URL can make task ids up: the store is bounded in count,
+    # not only in time.
+    relay = RedisCallbackRelay(redis, max_stored=5)
+    await redis.set("{suno-mp4}:callbacks-stored", "junk")  # a wrong type is replaced
+    for i in range(12):
+        await relay.publish(f"mp4_{i}", _callback(f"mp4_{i}", url=f"http://127.0.0.1:1/{i}.mp4"))
+    stored = sorted(k.decode() for k in await redis.keys("{suno-mp4}:callback:*"))
+    assert stored == sorted(f"{{suno-mp4}}:callback:mp4_{i}" for i in range(7, 12))
+    assert await redis.zcard("{suno-mp4}:callbacks-stored") == 5
+    for bad in ({"max_stored": 0}, {"ttl": float("inf")}, {"ttl": 0}):
+        with pytest.raises(InvalidRequestError):
+            RedisCallbackRelay(redis, **bad)  # type: ignore[arg-type]
+
+
 async def test_a_job_detached_while_its_callback_was_relayed_resolves_when_awaited_again(
     redis: Redis,
 ) -> None:

@@ -13,24 +13,50 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
+from .._arguments import check_number
 from .._backoff import Backoff
 from .._callbacks import CallbackError, CallbackSink, parse_callback_body
 from .._errors import TransportError
-from ._common import DEFAULT_NAMESPACE, Redis, RedisError, key_prefix
+from ._common import DEFAULT_NAMESPACE, NOW, Redis, RedisError, key_prefix
 
 __all__ = ["RedisCallbackRelay"]
 
 logger = logging.getLogger("suno_mp4.redis")
 
 
+# Store a callback (if it settles its job and none is stored yet), keep the index of stored
+# results within ``max_stored`` (the oldest, and the expired, leave it), publish it. The
+# results' keys share the namespace's hash tag with the index (one cluster slot).
+_PUBLISH = (
+    NOW
+    + """
+local text, ttl, final = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local most, channel = tonumber(ARGV[4]), ARGV[5]
+if final == '1' and redis.call('SET', KEYS[1], text, 'EX', ttl, 'NX') then
+    if redis.call('TYPE', KEYS[2]).ok ~= 'zset' then redis.call('DEL', KEYS[2]) end
+    redis.call('ZADD', KEYS[2], now, KEYS[1])
+    redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - ttl * 1000)
+    local over = redis.call('ZCARD', KEYS[2]) - most
+    if over > 0 then
+        local oldest = redis.call('ZPOPMIN', KEYS[2], over)
+        for i = 1, #oldest, 2 do redis.call('DEL', oldest[i]) end
+    end
+end
+return redis.call('PUBLISH', channel, text)
+"""
+)
+
+
 class RedisCallbackRelay:
     """Hands each callback to the process awaiting its job, through Redis.
 
     ``publish`` stores the callback under its task id (for ``ttl`` seconds; the first one
-    that settles the job: as for a job registered here, later ones do not replace it) and
-    publishes it, in one transaction; the listener answers the API only after that, so a callback is
-    never lost between processes. What is stored is what resolving the job reads (code, a
-    message cut to 500 characters, task id, video URL): a few KB at most, whatever the body.
+    that settles the job: as for a job registered here, later ones do not replace it; at
+    most ``max_stored`` results, the oldest dropped first, since anyone holding the
+    callback URL can make task ids up) and publishes it, in one script; the listener
+    answers the API only after that, so a callback is never lost between processes. What
+    is stored is what resolving the job reads (code, a message cut to 500 characters, task
+    id, video URL): a few KB at most, whatever the body.
     Every client subscribes; when it (re)subscribes it looks up the stored results of all
     its pending jobs, and each job it registers is looked up once, so a result published
     while it was away or before the job existed is found.
@@ -47,12 +73,19 @@ class RedisCallbackRelay:
         namespace: str = DEFAULT_NAMESPACE,
         ttl: float = 3 * 86400,
         batch: int = 500,
+        max_stored: int = 100_000,
     ) -> None:
+        check_number(ttl, "ttl", minimum=0, exclusive=True, finite=True)
+        check_number(max_stored, "max_stored", minimum=1, integer=True)
         self._redis = redis
         prefix = key_prefix(namespace)
         self._channel = f"{prefix}:callbacks"
         self._result_prefix = f"{prefix}:callback:"
+        #: The stored results by when they were stored: the oldest go past ``max_stored``.
+        self._index = f"{prefix}:callbacks-stored"
         self._ttl = max(1, math.ceil(ttl))
+        self._max_stored = max_stored
+        self._publish = redis.register_script(_PUBLISH)
         self._batch = batch
         self._sink: CallbackSink | None = None
         self._pending: dict[str, None] = {}  # task ids to look up, in order
@@ -74,15 +107,14 @@ class RedisCallbackRelay:
         text = json.dumps(body)
         data = body.get("data")
         url = data.get("video_url") if isinstance(data, Mapping) else None
+        # Stored if it settles the job (a success without a URL settles nothing) and is the
+        # first that does (as for a job registered here: a late failure or a replay must
+        # not replace a stored success); published in any case.
         final = body.get("code") not in (0, 200) or bool(url)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            if final:
-                # Stored if it is the first (as for a job registered here, the first final
-                # callback wins: a late failure or a replay must not replace a stored
-                # success). A success without a URL settles nothing: not stored.
-                pipe.set(self._result_prefix + task_id, text, ex=self._ttl, nx=True)
-            pipe.publish(self._channel, text)
-            await pipe.execute()
+        await self._publish(
+            keys=[self._result_prefix + task_id, self._index],
+            args=[text, self._ttl, 1 if final else 0, self._max_stored, self._channel],
+        )
         self.stats["published"] += 1
 
     def watch(self, task_id: str) -> None:
