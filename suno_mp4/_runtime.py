@@ -144,6 +144,12 @@ class Runtime:
 
     async def _serve(self, stack: AsyncExitStack, ready: asyncio.Future[None]) -> None:
         s = self._settings
+        if s.base_url.startswith("http://") and not _is_loopback(s.base_url):
+            logger.warning(
+                "base_url %s is plain http to another machine: the API key crosses the "
+                "network unencrypted; use https",
+                s.base_url,
+            )
         connector = aiohttp.TCPConnector(limit=s.max_connections)
         # Two sessions on one connector: video downloads must not carry the API key, and
         # the API's requests carry their headers as the session's defaults.

@@ -729,3 +729,16 @@ async def test_a_flag_that_is_no_text_beside_a_video_url_is_a_success(
         job = await client.create_video("music-1", "audio-1")
         with anyio.fail_after(10):
             assert (await job).video_url == url
+
+
+async def test_a_plain_http_base_url_to_another_machine_is_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # 192.0.2.1 (TEST-NET-1) is never contacted: nothing is sent here.
+    async with (
+        Client(KEY, base_url="http://192.0.2.1:9"),
+        Client(KEY, base_url="http://127.0.0.1:9"),
+    ):
+        pass
+    warned = [r.getMessage() for r in caplog.records if "unencrypted" in r.getMessage()]
+    assert len(warned) == 1 and "192.0.2.1" in warned[0] and KEY not in warned[0]
