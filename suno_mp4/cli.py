@@ -372,7 +372,7 @@ if HAVE_CLICK:
         """Download a video by its URL or its video task id.
 
         PATH is the file, or a folder (existing, or ending in /) to put it in."""
-        from . import VideoExpiredError
+        from . import InvalidRequestError, VideoGenerationError
 
         async def go() -> Path:
             async with obj.client() as client:
@@ -380,8 +380,14 @@ if HAVE_CLICK:
                 if not url.startswith(("http://", "https://")):
                     details = await client.get_video_details(url)
                     if not details.video_url:
-                        raise VideoExpiredError(
-                            f"task {url} has no video (status {details.status.value})"
+                        status = details.status
+                        if status.is_failure:
+                            raise VideoGenerationError(
+                                url, status, details.error_code, details.error_message
+                            )
+                        raise InvalidRequestError(  # a task still rendering: nothing to fetch
+                            f"task {url} has no video yet (status {status.value}): "
+                            f"suno-mp4 wait {url} --download PATH waits for it"
                         )
                     url = details.video_url
                 return await client.download(url, path)

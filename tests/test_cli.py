@@ -324,3 +324,14 @@ async def test_commands_needing_the_sandbox_say_how_to_get_it(
     err = done.stderr.decode()
     assert done.returncode == 2, err
     assert "pip install 'suno-mp4[sandbox]'" in err and "Traceback" not in err
+
+
+async def test_download_of_a_task_still_rendering_says_to_wait_for_it() -> None:
+    async with Sandbox(render_time=60) as slow:
+        code, out, _ = await _run(slow, "create", *slow.add_track())
+        assert code == 0
+        video_task_id = out.split("video_task_id: ")[1].split()[0]
+        code, out, _ = await _run(slow, "download", video_task_id, "x.mp4", "--json")
+    error = json.loads(out)["error"]
+    assert code == 2 and error["type"] == "InvalidRequestError"  # not "expired"
+    assert f"suno-mp4 wait {video_task_id}" in error["message"]
