@@ -9,6 +9,7 @@ from typing import Any
 
 import attrs
 
+from ._arguments import check_number
 from ._backoff import full_jitter
 from ._errors import InvalidRequestError
 
@@ -26,13 +27,11 @@ def _non_negative(_inst: object, attr: attrs.Attribute[Any], value: float) -> No
 
 
 def _positive_finite(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
-    if not 0 < value < math.inf:
-        raise InvalidRequestError(f"{attr.name} must be > 0 and finite, got {value!r}")
+    check_number(value, attr.name, minimum=0, exclusive=True, finite=True)
 
 
 def _non_negative_finite(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
-    if not 0 <= value < math.inf:
-        raise InvalidRequestError(f"{attr.name} must be >= 0 and finite, got {value!r}")
+    check_number(value, attr.name, minimum=0, finite=True)
 
 
 #: Permits a ``RateLimit`` may hold (one float each): no account allows a million a window.

@@ -37,9 +37,12 @@ def submit_job(
 def _task_id_of(data: Any) -> str:
     """The task id of a submit's answer, checked (``taskId``; ``task_id`` or a number are
     taken too: the job was made and billed, so it is not dropped for its spelling)."""
-    task_id = data.get("taskId", data.get("task_id")) if isinstance(data, dict) else None
-    if type(task_id) is int:
-        task_id = str(task_id)
+    task_id = data.get("taskId") if isinstance(data, dict) else None
+    if type(task_id) is not str:  # (not on the usual answer's path)
+        if task_id is None and isinstance(data, dict):
+            task_id = data.get("task_id")
+        if type(task_id) is int:
+            task_id = str(task_id)
     try:
         return check_id(task_id, what="taskId")
     except UntrustedDataError as exc:

@@ -238,7 +238,8 @@ class SubmissionInDoubtError(SunoMp4Error):
         super().__init__(
             message
             or f"the submission under key {short(key)!r} is in doubt: it may have been "
-            "submitted (and billed) before a crash; it is not re-sent automatically"
+            "submitted (and billed), and its answer never came (a crash, a cut connection, "
+            "an answer that cannot be read); it is not re-sent automatically"
         )
 
     def __reduce__(self) -> tuple[object, ...]:

@@ -22,7 +22,6 @@ from ._errors import (
     AIOHTTP_FAILURES,
     APIKLEY_CODES,
     APIError,
-    BadRequestError,
     ClientClosedError,
     RateLimitError,
     ServerError,
@@ -439,20 +438,21 @@ class Transport:
                 envelope = {**envelope, "code": code}
         retry_after = parse_retry_after(headers.get("Retry-After"))
         request_id = _request_id(headers)
-        if 300 <= status < 400:
-            # Requests do not follow redirects (a redirected POST may be sent twice): the
-            # API was not reached. Say where base_url should point.
-            where = short(headers.get("Location") or "nowhere", 200)
-            raise BadRequestError(
-                status,
-                f"the API answered HTTP {status}, a redirect to {where}: set base_url to "
-                "the address it points to",
-                endpoint=path,
-                task_id=task_id,
-                http_status=status,
-                request_id=request_id,
-            )
         if not isinstance(envelope, dict) or type(envelope.get("code")) is not int:
+            if 300 <= status < 400:
+                # Requests do not follow redirects (a redirected POST could be sent twice).
+                # Whether the POST was handled first (a 303 says so) is unknown: a submit
+                # stays in doubt (an APIError of no known code). Say where base_url points.
+                where = short(headers.get("Location") or "nowhere", 200)
+                raise APIError(
+                    status,
+                    f"the API answered HTTP {status}, a redirect to {where}: set base_url to "
+                    "the address it points to",
+                    endpoint=path,
+                    task_id=task_id,
+                    http_status=status,
+                    request_id=request_id,
+                )
             # A proxy's bare error page, or something that is no envelope at all: its
             # status means what HTTP says, not what the provider's code table says.
             snippet = body[:120].decode("utf-8", "replace").strip()

@@ -57,9 +57,9 @@ def loads(
     too). Raises :class:`UntrustedDataError` for anything that is not such JSON (with
     ``finite``, for a number out of a float's range too)."""
     try:
-        if isinstance(data, bytearray | memoryview):  # a framework's buffer
-            data = bytes(data)
         if not isinstance(data, str):
+            if type(data) is not bytes and isinstance(data, bytearray | memoryview):
+                data = bytes(data)  # a framework's buffer
             # An object's "{" then no NUL is UTF-8 to ``detect_encoding`` (the usual answer).
             usual = data[:1] == b"{" and data[1:2] != b"\x00"
             data = data.decode("utf-8" if usual else json.detect_encoding(data), "surrogatepass")
@@ -237,7 +237,8 @@ def check_url(value: object, *, what: str = "URL") -> str:
         raise UntrustedDataError(f"{what} must be an http(s) URL with a host, got {short(value)!r}")
     try:
         parts.hostname.encode("idna")  # as the resolver will: "a..b" or a 64-letter label fail
-        URL(value)  # as aiohttp will (IDNA 2008): a zero-width joiner or a soft hyphen fail
+        if not parts.hostname.isascii():
+            URL(value)  # as aiohttp will (IDNA 2008): a zero-width joiner, a soft hyphen fail
     except ValueError:  # (UnicodeError is one)
         raise UntrustedDataError(f"{what} has no valid host name: {short(value)!r}") from None
     return value
