@@ -47,7 +47,7 @@ def _power(factor: float, attempt: int) -> float:
     """``factor ** attempt``, ``inf`` past a float's range (a job pending for a thousand
     polls must not raise ``OverflowError`` in the poller)."""
     try:
-        return factor**attempt
+        return float(factor) ** attempt  # a float power: an int one grows without bound
     except OverflowError:
         return math.inf
 

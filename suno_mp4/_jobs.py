@@ -478,7 +478,7 @@ class JobRegistry:
 
     def _buffer(self, payload: CallbackPayload) -> None:
         held = self._early.get(payload.task_id)
-        if held is not None and held[1].final:
+        if held is not None and held[1].final and held[0] > loop_time():
             # The first final callback wins, as for a registered job: a late failure, an
             # empty duplicate or a replay must not replace the result it will resolve to.
             self.stats["ignored"] += 1

@@ -6,7 +6,6 @@ Exit codes: 0 all done, 1 some items failed, 2 usage error, 3 authentication or 
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -273,11 +272,14 @@ if HAVE_CLICK:
     ) -> None:
         """Create a music video for a track (music TASK_ID and AUDIO_ID)."""
 
+        submitted: list[str] = []
+
         async def go() -> None:
             async with obj.client() as client:
                 job = await client.create_video(
                     task_id, audio_id, author=author, domain_name=domain_name
                 )
+                submitted.append(job.task_id)
                 if not (wait_ or download):
                     if as_json:
                         click.echo(json.dumps({"video_task_id": job.task_id}))
@@ -297,7 +299,15 @@ if HAVE_CLICK:
                     setattr(exc, "video_task_id", job.task_id)  # noqa: B010 - any error
                     raise
 
-        obj.run(go, as_json=as_json)
+        try:
+            obj.run(go, as_json=as_json)
+        except KeyboardInterrupt:
+            if not (as_json and submitted):
+                raise
+            # The JSON error carries the paid task's id too (stderr has it already).
+            error = {"type": "Interrupted", "message": "interrupted", "exit_code": 130}
+            click.echo(json.dumps({"error": {**error, "video_task_id": submitted[0]}}))
+            sys.exit(EXIT_INTERRUPTED)
 
     @cli.command()
     @click.argument("video_task_id")
@@ -372,7 +382,7 @@ if HAVE_CLICK:
         """Download a video by its URL or its video task id.
 
         PATH is the file, or a folder (existing, or ending in /) to put it in."""
-        from . import InvalidRequestError, VideoGenerationError
+        from . import InvalidRequestError, VideoExpiredError, VideoGenerationError
 
         async def go() -> Path:
             async with obj.client() as client:
@@ -381,6 +391,10 @@ if HAVE_CLICK:
                     details = await client.get_video_details(url)
                     if not details.video_url:
                         status = details.status
+                        if status.is_ok:  # made, but its URL is gone (past its 14 days?)
+                            raise VideoExpiredError(
+                                f"task {url} has no video URL any more (status {status.value})"
+                            )
                         if status.is_failure:
                             raise VideoGenerationError(
                                 url, status, details.error_code, details.error_message
@@ -410,8 +424,15 @@ if HAVE_CLICK:
     def demo(obj: _Context, out_dir: Path, render: bool | None) -> None:
         """Make one music video end to end against a local sandbox."""
         _need_sandbox()
-        out_dir.mkdir(parents=True, exist_ok=True)  # before anything renders: fails early
-        info = obj.run(functools.partial(run_demo, out_dir, render=render))
+
+        async def go() -> dict[str, Any]:
+            import anyio
+
+            # Made before anything renders: a folder that cannot be made fails at once.
+            await anyio.Path(out_dir).mkdir(parents=True, exist_ok=True)
+            return await run_demo(out_dir, render=render)
+
+        info = obj.run(go)
         for key, value in info.items():
             click.echo(f"{key:>14}: {value}")
 

@@ -335,3 +335,50 @@ async def test_download_of_a_task_still_rendering_says_to_wait_for_it() -> None:
     error = json.loads(out)["error"]
     assert code == 2 and error["type"] == "InvalidRequestError"  # not "expired"
     assert f"suno-mp4 wait {video_task_id}" in error["message"]
+
+
+async def test_a_ctrl_c_during_create_wait_json_still_names_the_paid_video() -> None:
+    async with Sandbox(render_time=60) as slow:
+        args = [*CLI, "create", *slow.add_track(), "--wait", "--json"]
+        with anyio.fail_after(60):
+            async with await anyio.open_process(args, env=_env(slow)) as proc:
+                assert proc.stderr is not None and proc.stdout is not None
+                async for chunk in TextReceiveStream(proc.stderr):
+                    if "submitted: video task" in chunk:
+                        break
+                proc.send_signal(signal.SIGINT)
+                await proc.wait()
+                out = b"".join([chunk async for chunk in proc.stdout]).decode()
+    assert proc.returncode == 130
+    error = json.loads(out)["error"]
+    assert error["type"] == "Interrupted"
+    assert slow.task(error["video_task_id"]) is not None  # the paid task, by its id
+
+
+async def test_download_of_a_finished_task_without_its_url_says_it_expired() -> None:
+    from aiohttp import web
+
+    from .hostile import KEY, envelope, hostile_server
+
+    async with hostile_server() as server:
+        server.details["t1"] = lambda _req: web.json_response(
+            envelope({"taskId": "t1", "successFlag": "SUCCESS"})  # made; its URL is gone
+        )
+        env = dict(os.environ, APIKLEY_API_KEY=KEY, SUNO_MP4_BASE_URL=server.base_url)
+        with anyio.fail_after(60):
+            done = await anyio.run_process(
+                [*CLI, "download", "t1", "x.mp4", "--json"], env=env, check=False
+            )
+    assert done.returncode == 1  # not "wait for it": no wait would ever end
+    assert json.loads(done.stdout)["error"]["type"] == "VideoExpiredError"
+
+
+async def test_demo_into_a_folder_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with anyio.fail_after(60):
+        done = await anyio.run_process(
+            [*CLI, "demo", "--out-dir", str(blocker / "out")], check=False
+        )
+    err = done.stderr.decode()
+    assert done.returncode == 2 and err.startswith("error:") and "Traceback" not in err

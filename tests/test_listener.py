@@ -471,3 +471,20 @@ def test_a_max_body_that_is_no_positive_int_is_refused(max_body: object) -> None
 
     with pytest.raises(InvalidRequestError, match="max_body"):
         CallbackListener(max_body=max_body)  # type: ignore[arg-type]
+
+
+async def test_an_expired_early_callback_gives_way_to_a_new_one(sandbox: Sandbox) -> None:
+    from suno_mp4._clock import loop_time
+
+    listener = CallbackListener()
+    listener.use_own_route("http://127.0.0.1:9")
+    async with _client(sandbox, listener) as client:
+        url = "http://127.0.0.1:9/v.mp4"
+        failed = {"code": 501, "msg": "render failed", "data": {"task_id": "later"}}
+        await listener.receive(listener.callback_url, {}, json.dumps(failed).encode())
+        registry = client._registry
+        registry._early["later"] = (loop_time() - 1, registry._early["later"][1])  # expired
+        done = {"code": 200, "msg": "ok", "data": {"task_id": "later", "video_url": url}}
+        await listener.receive(listener.callback_url, {}, json.dumps(done).encode())
+        with anyio.fail_after(5):
+            assert (await client.job("later", expect_callback=True)).video_url == url

@@ -210,6 +210,13 @@ async def test_the_relay_stores_at_most_max_stored_results_the_oldest_dropped(
     stored = sorted(k.decode() for k in await redis.keys("{suno-mp4}:callback:*"))
     assert stored == sorted(f"{{suno-mp4}}:callback:mp4_{i}" for i in range(7, 12))
     assert await redis.zcard("{suno-mp4}:callbacks-stored") == 5
+    # Full, its entries as new as the next one: the one just stored is not what goes.
+    index = "{suno-mp4}:callbacks-stored"
+    await redis.delete(index)
+    await redis.zadd(index, {f"{{suno-mp4}}:callback:zz{i}": 9e15 for i in range(5)})
+    await relay.publish("aa-new", _callback("aa-new", url="http://127.0.0.1:1/new.mp4"))
+    assert await redis.get("{suno-mp4}:callback:aa-new") is not None
+    assert await redis.zscore(index, "{suno-mp4}:callback:aa-new") is not None
     for bad in ({"max_stored": 0}, {"ttl": float("inf")}, {"ttl": 0}):
         with pytest.raises(InvalidRequestError):
             RedisCallbackRelay(redis, **bad)  # type: ignore[arg-type]

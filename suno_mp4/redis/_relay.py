@@ -34,13 +34,14 @@ local text, ttl, final = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local most, channel = tonumber(ARGV[4]), ARGV[5]
 if final == '1' and redis.call('SET', KEYS[1], text, 'EX', ttl, 'NX') then
     if redis.call('TYPE', KEYS[2]).ok ~= 'zset' then redis.call('DEL', KEYS[2]) end
-    redis.call('ZADD', KEYS[2], now, KEYS[1])
     redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - ttl * 1000)
-    local over = redis.call('ZCARD', KEYS[2]) - most
+    -- Room made before the new one is indexed: a tie on the time must not pick it.
+    local over = redis.call('ZCARD', KEYS[2]) - most + 1
     if over > 0 then
         local oldest = redis.call('ZPOPMIN', KEYS[2], over)
         for i = 1, #oldest, 2 do redis.call('DEL', oldest[i]) end
     end
+    redis.call('ZADD', KEYS[2], now, KEYS[1])
 end
 return redis.call('PUBLISH', channel, text)
 """
