@@ -34,14 +34,17 @@ local text, ttl, final = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local most, channel = tonumber(ARGV[4]), ARGV[5]
 if final == '1' and redis.call('SET', KEYS[1], text, 'EX', ttl, 'NX') then
     if redis.call('TYPE', KEYS[2]).ok ~= 'zset' then redis.call('DEL', KEYS[2]) end
-    redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - ttl * 1000)
-    -- Room made before the new one is indexed: a tie on the time must not pick it.
+    -- Scores in microseconds' worth of order: the millisecond, then a counter within it
+    -- (several callbacks stored in one millisecond keep their order).
+    redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', (now - ttl * 1000) * 1000)
+    -- Room made before the new one is indexed: it is never the one that goes.
     local over = redis.call('ZCARD', KEYS[2]) - most + 1
     if over > 0 then
         local oldest = redis.call('ZPOPMIN', KEYS[2], over)
         for i = 1, #oldest, 2 do redis.call('DEL', oldest[i]) end
     end
-    redis.call('ZADD', KEYS[2], now, KEYS[1])
+    local seq = redis.call('INCR', KEYS[3]) % 1000
+    redis.call('ZADD', KEYS[2], now * 1000 + seq, KEYS[1])
 end
 return redis.call('PUBLISH', channel, text)
 """
@@ -113,7 +116,7 @@ class RedisCallbackRelay:
         # not replace a stored success); published in any case.
         final = body.get("code") not in (0, 200) or bool(url)
         await self._publish(
-            keys=[self._result_prefix + task_id, self._index],
+            keys=[self._result_prefix + task_id, self._index, self._index + ":seq"],
             args=[text, self._ttl, 1 if final else 0, self._max_stored, self._channel],
         )
         self.stats["published"] += 1
