@@ -288,8 +288,8 @@ class Client:
     async def resume(self, *, include_finished: bool = False) -> AsyncIterator[VideoJob]:
         """Re-attach every unfinished job of the store (after a restart) and yield it (with
         ``include_finished=True`` the finished ones too, resolved from the store). A submit
-        that was on the wire when the process died is never re-sent: it is marked
-        ``unknown`` and listed by :meth:`unknown_submissions`."""
+        on the wire when its process died is never re-sent: it is marked ``unknown`` (one a
+        live process still has on the wire is left to it); :meth:`unknown_submissions`."""
         self._transport()  # raises ClientClosedError when not running
         async for job in self._ledger.resume(include_finished=include_finished):
             yield job

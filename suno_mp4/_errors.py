@@ -370,6 +370,20 @@ def error_for_code(
 AIOHTTP_FAILURES = (TimeoutError, aiohttp.ClientError, UnicodeError)
 
 
+#: Set on an exception (a cancellation, mostly) that stopped a submit while none of its
+#: sends was on the wire and every one of them had been refused for certain (a submit is
+#: retried only then): nothing was taken, so its key is recorded rejected, not in doubt.
+_UNSENT = "_suno_mp4_unsent"
+
+
+def mark_unsent(exc: BaseException) -> None:
+    setattr(exc, _UNSENT, True)
+
+
+def is_unsent(exc: BaseException) -> bool:
+    return getattr(exc, _UNSENT, False) is True
+
+
 def transport_error(exc: BaseException, endpoint: str) -> TransportError:
     """aiohttp's exception (one of :data:`AIOHTTP_FAILURES`) as a :class:`TransportError`."""
     if isinstance(exc, aiohttp.ClientConnectorError):

@@ -29,6 +29,7 @@ from ._errors import (
     TransportError,
     ValidationError,
     VideoGenerationError,
+    is_unsent,
 )
 from ._jobs import JobRegistry, VideoJob
 from ._models import TaskStatus, VideoRequest
@@ -354,8 +355,21 @@ class Ledger:
         for record in await self.store.unfinished():
             if record.state == SUBMITTED and record.task_id:
                 yield self.attach(record)
-            elif record.state == SUBMITTING:
-                await self._mark_unknown(record, "was interrupted")
+            elif record.state == SUBMITTING and self._abandoned(record):
+                # Read again just before: its submit may have been answered meanwhile.
+                latest = await self.store.get(record.key)
+                if latest == record:
+                    await self._mark_unknown(record, "was interrupted")
+
+    def _abandoned(self, record: JobRecord) -> bool:
+        """Whether a ``submitting`` record is no live submit's (here, or another process's
+        sharing the store): its writer is gone, or it is older than any submit can be on
+        the wire. (A live one is answered soon: marked unknown now, its answer would be
+        overwritten, and a job the API took lost.)"""
+        if record.key in self._busy:
+            return False
+        age = time.time() - record.updated_at
+        return record.writer_is_gone() or age > self._submit_window
 
     async def unknown_submissions(self) -> list[JobRecord]:
         return list(await self.store.by_state(UNKNOWN, SUBMITTING))
@@ -485,6 +499,8 @@ def _certainly_not_taken(exc: BaseException) -> bool:
     """Whether a failed submit certainly did not create a job: an answer refusing it (401,
     402, 422, 429, 455, ...) or a connection never made. A 5xx, a code no table knows, a
     cut connection, a lost answer or a cancellation while on the wire may have created one."""
+    if is_unsent(exc):  # stopped while waiting to retry refused sends (a cancellation)
+        return True
     if isinstance(exc, TransportError | ClientClosedError):
         return exc.sent is False
     return (

@@ -28,6 +28,7 @@ from ._errors import (
     TransportError,
     error_for_code,
     map_exceptions,
+    mark_unsent,
     transport_error,
 )
 from ._limiter import PRIORITY_POLL, PRIORITY_SUBMIT, RequestLimiter
@@ -208,9 +209,14 @@ class Transport:
         sends = 0
         throttled_since: float | None = None
         while True:
-            permit = self.limiter.try_acquire() or await self.limiter.acquire(
-                PRIORITY_SUBMIT if kind == "submit" else PRIORITY_POLL
-            )
+            try:
+                permit = self.limiter.try_acquire() or await self.limiter.acquire(
+                    PRIORITY_SUBMIT if kind == "submit" else PRIORITY_POLL
+                )
+            except BaseException as exc:
+                if sends:  # stopped waiting to retry: every send so far was refused
+                    mark_unsent(exc)
+                raise
             try:
                 if kind == "submit":
                     # Once a submit is recorded and on the wire it finishes, so its answer
@@ -286,7 +292,11 @@ class Transport:
                     sends,
                     exc,
                 )
-                await anyio.sleep(delay)
+                try:
+                    await anyio.sleep(delay)
+                except BaseException as stopped:
+                    mark_unsent(stopped)  # waiting to retry: every send so far was refused
+                    raise
                 continue
             except BaseException:
                 permit.release(ok=False)

@@ -750,3 +750,58 @@ async def test_a_plain_http_base_url_to_another_machine_is_warned_about(
         pass
     warned = [r.getMessage() for r in caplog.records if "unencrypted" in r.getMessage()]
     assert len(warned) == 1 and "192.0.2.1" in warned[0] and KEY not in warned[0]
+
+
+@pytest.mark.parametrize("code", [429, 455])
+async def test_a_submit_stopped_while_waiting_to_retry_a_refusal_is_rejected_not_in_doubt(
+    server: Hostile, code: int
+) -> None:
+    from suno_mp4 import SubmissionInDoubtError
+
+    # Every answer a certain refusal: cancelled while it waits to retry (a Ctrl-C, a batch
+    # left, a deadline), nothing was taken, so a later call sends it.
+    refusal = envelope(None, code, "refused")
+    server.submit = lambda _req: web.json_response(refusal, headers={"Retry-After": "5"})
+    retry = RetryPolicy(attempts=6, initial_backoff=5, max_backoff=5)
+    async with _client(server, retry=retry) as client:
+        with anyio.move_on_after(0.5) as scope:
+            await client.create_video("music-1", "audio-1")
+        assert scope.cancelled_caught and server.submits >= 1
+        refused = server.submits
+        server.submit = lambda _req: envelope({"taskId": "vid-1"})
+        try:
+            job = await client.create_video("music-1", "audio-1")
+        except SubmissionInDoubtError:
+            pytest.fail("a submit every answer refused was recorded in doubt")
+    assert job.task_id == "vid-1" and server.submits == refused + 1
+
+
+async def test_resume_leaves_a_live_submit_of_another_client_alone(server: Hostile) -> None:
+    from suno_mp4 import MemoryJobStore
+
+    # Two clients share a store; one resumes while the other's submit waits for its answer.
+    answer = anyio.Event()
+    asked = anyio.Event()
+
+    async def slow(_req: Any) -> Any:
+        asked.set()
+        await answer.wait()
+        return envelope({"taskId": "vid-1"})
+
+    server.submit = slow
+    store = MemoryJobStore()
+    async with _client(server, store=store) as first, _client(server, store=store) as second:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(first.create_video, "music-1", "audio-1")
+            with anyio.fail_after(5):
+                await asked.wait()
+            try:
+                resumed = [job async for job in second.resume()]  # the submit is on the wire
+                (live,) = await store.all()
+            finally:
+                answer.set()
+        # Left as it is: marked unknown meanwhile, a write racing its answer could lose it.
+        assert live.state.value == "submitting"
+        assert resumed == [] and await second.unknown_submissions() == []
+        records = await store.all()
+        assert [(r.state.value, r.task_id) for r in records] == [("submitted", "vid-1")]

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import anyio
+import attrs
 import pytest
 from anyio.streams.text import TextReceiveStream
 from suno_mp4_sandbox import Sandbox
@@ -93,7 +94,9 @@ async def test_interrupted_submission_is_reported_unknown_never_resent(tmp_path:
     store = SQLiteJobStore(tmp_path / "jobs.db")
     async with Sandbox() as sb:
         track = sb.add_track()
-        await store.save(JobRecord("k1", VideoRequest(*track), SUBMITTING))
+        # Left by a run that died an hour ago (a live submit's record is left to it).
+        record = JobRecord("k1", VideoRequest(*track), SUBMITTING)
+        await store.save(attrs.evolve(record, updated_at=record.updated_at - 3600))
         async with Client(sb.api_key, base_url=sb.base_url, store=store) as client:
             resumed = [job async for job in client.resume()]
             unknown = await client.unknown_submissions()
