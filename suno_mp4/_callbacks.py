@@ -153,7 +153,9 @@ def _answer_body(ok: bool, message: str) -> bytes:
     return json.dumps({"ok": ok, "message": message}).encode()
 
 
-def parse_callback_body(body: bytes | str) -> tuple[CallbackPayload, dict[str, Any]]:
+def parse_callback_body(
+    body: bytes | bytearray | memoryview | str,
+) -> tuple[CallbackPayload, dict[str, Any]]:
     """A callback's raw body as the typed payload (and the JSON object it came from);
     :class:`CallbackError` when it is not JSON within bounds or has the wrong shape."""
     try:
@@ -468,7 +470,9 @@ class CallbackListener:
             return self._answer(415, "compressed callback bodies are not accepted")
         return None
 
-    async def receive(self, path: str, headers: Mapping[str, str], body: bytes) -> CallbackAnswer:
+    async def receive(
+        self, path: str, headers: Mapping[str, str], body: bytes | bytearray | memoryview
+    ) -> CallbackAnswer:
         """Verify one callback request and hand it to the client's pending jobs; return the
         HTTP answer to give (``.status``, ``.body`` as JSON bytes).
 
@@ -484,7 +488,9 @@ class CallbackListener:
             return early
         return await self._receive_body(headers, body)
 
-    async def _receive_body(self, headers: Mapping[str, str], body: bytes) -> CallbackAnswer:
+    async def _receive_body(
+        self, headers: Mapping[str, str], body: bytes | bytearray | memoryview
+    ) -> CallbackAnswer:
         """:meth:`receive` after :meth:`precheck` passed."""
         if len(body) > self.max_body:
             return self._answer(413, "callback body too large")

@@ -65,7 +65,8 @@ class PollPolicy:
     poll comes after ``initial_delay`` and each later gap is ``factor`` times the previous
     one, with ``jitter`` (a fraction) so jobs submitted together do not poll in lockstep;
     a job submitted meanwhile keeps that schedule. In both, ``initial_delay`` is the
-    earliest first poll and ``max_interval`` the longest gap.
+    earliest first poll (less its jitter, on the geometric schedule) and ``max_interval``
+    the longest gap.
     """
 
     #: Videos take seconds at best: an earlier first poll only spends rate limit.

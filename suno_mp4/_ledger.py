@@ -23,6 +23,7 @@ from ._errors import (
     APIError,
     ClientClosedError,
     InvalidRequestError,
+    JobStoreError,
     NotFoundError,
     ServerError,
     SubmissionInDoubtError,
@@ -100,6 +101,8 @@ class Ledger:
             registry.watch = relay.watch  # each job registered: its result may be stored
         #: Jobs taken over from dead workers of a shared store (statistics).
         self.claimed = 0
+        #: Whether the store refused a submit's record (locked, read-only, corrupt).
+        self.store_failed = False
 
     # Submitting.
 
@@ -141,6 +144,8 @@ class Ledger:
             except _KeyTaken as taken:  # another process holds the key: nothing was sent
                 holder = taken.holder
             except BaseException as exc:
+                if isinstance(exc, JobStoreError):
+                    self.store_failed = True
                 if ahead.record is not None:  # else nothing was sent: nothing to keep
                     state = REJECTED if _certainly_not_taken(exc) else UNKNOWN
                     await self._save_now(attrs.evolve(ahead.record, state=state, error=str(exc)))

@@ -144,7 +144,7 @@ class Runtime:
 
     async def _serve(self, stack: AsyncExitStack, ready: asyncio.Future[None]) -> None:
         s = self._settings
-        if s.base_url.startswith("http://") and not _is_loopback(s.base_url):
+        if urlsplit(s.base_url).scheme.lower() == "http" and not _is_loopback(s.base_url):
             logger.warning(
                 "base_url %s is plain http to another machine: the API key crosses the "
                 "network unencrypted; use https",
@@ -235,8 +235,8 @@ class Runtime:
 
     async def _keep_estimate(self) -> None:
         save = getattr(self._store, "save_meta", None)
-        if self._poller.estimate is None or save is None:
-            return
+        if self._poller.estimate is None or save is None or self._ledger.store_failed:
+            return  # (a store that refused a write would make closing wait for it again)
         with anyio.CancelScope(shield=True), anyio.move_on_after(5):
             try:
                 await save(_ESTIMATE, json.dumps(self._poller.estimate.recent()))

@@ -745,11 +745,13 @@ async def test_a_plain_http_base_url_to_another_machine_is_warned_about(
     # 192.0.2.1 (TEST-NET-1) is never contacted: nothing is sent here.
     async with (
         Client(KEY, base_url="http://192.0.2.1:9"),
+        Client(KEY, base_url="HTTP://192.0.2.2:9"),  # a scheme's case means nothing
         Client(KEY, base_url="http://127.0.0.1:9"),
     ):
         pass
     warned = [r.getMessage() for r in caplog.records if "unencrypted" in r.getMessage()]
-    assert len(warned) == 1 and "192.0.2.1" in warned[0] and KEY not in warned[0]
+    assert len(warned) == 2 and "192.0.2.1" in warned[0] and "192.0.2.2" in warned[1]
+    assert not any(KEY in line for line in warned)
 
 
 @pytest.mark.parametrize("code", [429, 455])

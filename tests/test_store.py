@@ -292,8 +292,15 @@ async def test_a_store_locked_by_another_program_fails_after_its_busy_timeout(
 
     from suno_mp4 import JobStoreError
 
+    class Counting(SQLiteJobStore):
+        metas = 0
+
+        async def save_meta(self, name: str, value: str) -> None:
+            self.metas += 1
+            await super().save_meta(name, value)
+
     db = tmp_path / "jobs.db"
-    store = SQLiteJobStore(db, busy_timeout=0.3)
+    store = Counting(db, busy_timeout=0.3)
     await store.is_empty()  # made
     blocker = sqlite3.connect(db, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # another program's write lock
@@ -303,6 +310,8 @@ async def test_a_store_locked_by_another_program_fails_after_its_busy_timeout(
                 with anyio.fail_after(10), pytest.raises(JobStoreError, match="locked"):
                     await c.create_video(*sb.add_track())
             assert sum(sb.stats.submits.values()) == 0
+        # Closing did not wait for the locked store again (to save the render times).
+        assert store.metas == 0
     finally:
         blocker.close()
         await store.aclose()
