@@ -219,8 +219,7 @@ class Ledger:
         delay = 0.05
         give_up = loop_time() + self._submit_window
         while record.state is SUBMITTING:
-            age = time.time() - record.updated_at
-            if record.writer_is_gone() or age > self._submit_window or loop_time() > give_up:
+            if self._stale(record) or loop_time() > give_up:
                 raise SubmissionInDoubtError(record.key)
             # Another process's submit: no event crosses processes, so look again.
             await anyio.sleep(delay)
@@ -371,8 +370,11 @@ class Ledger:
         sharing the store): its writer is gone, or it is older than any submit can be on
         the wire. (A live one is answered soon: marked unknown now, its answer would be
         overwritten, and a job the API took lost.)"""
-        if record.key in self._busy:
-            return False
+        return record.key not in self._busy and self._stale(record)
+
+    def _stale(self, record: JobRecord) -> bool:
+        """Whether a ``submitting`` record can be no submit on the wire: its writer is gone,
+        or it is older than any submit can be on the wire."""
         age = time.time() - record.updated_at
         return record.writer_is_gone() or age > self._submit_window
 

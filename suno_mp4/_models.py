@@ -235,6 +235,12 @@ class VideoDetails:
     extra: Mapping[str, object] = attrs.field(default=_EMPTY, eq=False, repr=False)
 
 
+def settles_job(code: object, video_url: object) -> bool:
+    """Whether a callback of this ``code`` and ``video_url`` settles its job: a failure, or
+    a success naming its video (a success without a URL leaves the job to its poll)."""
+    return code not in (0, 200) or bool(video_url)
+
+
 @attrs.frozen
 class CallbackPayload:
     """The body the API POSTs to ``callBackUrl`` (snake_case keys, unlike the rest of the API)."""
@@ -252,9 +258,8 @@ class CallbackPayload:
 
     @property
     def final(self) -> bool:
-        """Whether it settles a job: a failure, or a success naming its video (a success
-        without a URL leaves the job to its safety poll)."""
-        return not self.ok or bool(self.video_url)
+        """Whether it settles a job (:func:`settles_job`)."""
+        return settles_job(self.code, self.video_url)
 
     def trimmed(self) -> CallbackPayload:
         """What resolving a job reads of it, with a message of at most 500 characters: what

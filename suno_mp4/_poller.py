@@ -27,7 +27,7 @@ from ._errors import (
 )
 from ._jobs import JobRegistry, VideoJob
 from ._models import VideoDetails
-from ._survival import MAX_LEARNED_RENDER, RenderTimeEstimate
+from ._survival import RenderTimeEstimate
 from ._untrusted import short
 
 __all__ = ["Poller"]
@@ -139,9 +139,9 @@ class Poller:
         if details is not None and details.created_at and details.completed_at:
             took = (details.completed_at - details.created_at).total_seconds()
         if job._attached:
-            # Submitted elsewhere or earlier: only the server's figure says anything, and
-            # only a plausible one (one far-off timestamp would skew every later schedule).
-            if took is None or not 0 < took < MAX_LEARNED_RENDER:
+            # Submitted elsewhere or earlier: only the server's figure says anything (the
+            # estimate refuses an implausible one: a far-off timestamp).
+            if took is not None and not took > 0:
                 took = None
         else:
             # The render ended between the submit and now: a server's figure outside that

@@ -53,11 +53,16 @@ def is_mp4(path: object) -> bool:
 
 def _mask(text: str, secret: str | None) -> str:
     """``text`` fit for a terminal: the key masked, control characters replaced."""
-    from ._untrusted import mask, printable
+    from ._untrusted import printable
 
-    if secret and len(secret) >= 4:
-        text = text.replace(secret, mask(secret))
-    return printable(text)
+    return printable(_unkeyed(text, secret))
+
+
+def _unkeyed(text: str, secret: str | None) -> str:
+    """``text`` with the key masked wherever it appears."""
+    from ._untrusted import mask
+
+    return text.replace(secret, mask(secret)) if secret and len(secret) >= 4 else text
 
 
 async def run_demo(out_dir: Path, *, render: bool | None = None) -> dict[str, Any]:
@@ -112,7 +117,7 @@ if HAVE_CLICK:
     from ._client import Client
     from ._errors import SunoMp4Error
     from ._jobs import VideoJob
-    from ._untrusted import mask, printable
+    from ._untrusted import printable
 
     class _Context:
         def __init__(self, api_key: str | None, base_url: str | None, debug: bool) -> None:
@@ -305,8 +310,8 @@ if HAVE_CLICK:
             if not (as_json and submitted):
                 raise
             # The JSON error carries the paid task's id too (stderr has it already).
-            error = {"type": "Interrupted", "message": "interrupted", "exit_code": 130}
-            click.echo(json.dumps({"error": {**error, "video_task_id": submitted[0]}}))
+            interrupted = ("Interrupted", "interrupted", EXIT_INTERRUPTED)
+            _error(True, *interrupted, video_task_id=submitted[0])
             sys.exit(EXIT_INTERRUPTED)
 
     @cli.command()
@@ -484,9 +489,12 @@ def main(argv: list[str] | None = None) -> int:
     return code if isinstance(code, int) else EXIT_OK
 
 
-def _error(as_json: bool, kind: str, message: str, code: int) -> None:
+def _error(as_json: bool, kind: str, message: str, code: int, **fields: object) -> None:
+    """An error outside the SDK's own (usage, Ctrl-C): a JSON object on stdout with
+    ``as_json`` (``fields`` added), else its message on stderr."""
     if as_json:
-        click.echo(json.dumps({"error": {"type": kind, "message": message, "exit_code": code}}))
+        error = {"type": kind, "message": message, "exit_code": code, **fields}
+        click.echo(json.dumps({"error": error}))
     else:
         click.echo(message, err=True)
 
@@ -496,7 +504,7 @@ def _clean(value: Any, secret: str | None) -> Any:
     (control characters are escaped by ``json.dumps``), numbers out of JSON's range as
     text. (Its depth is bounded: it was parsed from an answer.)"""
     if isinstance(value, str):
-        return value.replace(secret, mask(secret)) if secret and len(secret) >= 4 else value
+        return _unkeyed(value, secret)
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, dict):

@@ -17,6 +17,7 @@ from .._arguments import check_number
 from .._backoff import Backoff
 from .._callbacks import CallbackError, CallbackSink, parse_callback_body
 from .._errors import TransportError
+from .._models import settles_job
 from ._common import DEFAULT_NAMESPACE, NOW, Redis, RedisError, key_prefix
 
 __all__ = ["RedisCallbackRelay"]
@@ -114,7 +115,7 @@ class RedisCallbackRelay:
         # Stored if it settles the job (a success without a URL settles nothing) and is the
         # first that does (as for a job registered here: a late failure or a replay must
         # not replace a stored success); published in any case.
-        final = body.get("code") not in (0, 200) or bool(url)
+        final = settles_job(body.get("code"), url)
         await self._publish(
             keys=[self._result_prefix + task_id, self._index, self._index + ":seq"],
             args=[text, self._ttl, 1 if final else 0, self._max_stored, self._channel],
